@@ -1,0 +1,248 @@
+"""Configs of the two policy types: `diffusion_plus` (1D U-Net) and `diffusion_plus_transformer`.
+
+Everything but the denoiser lives in `DiffusionPlusBaseConfig`; each registered type adds its denoiser's
+fields and optimizer preset. Field names follow LeRobot's `diffusion` wherever the concept is the same, so
+switching is a change of `--policy.type` only. Defaults are the paper's (Chi et al. 2023).
+
+Validation happens in `__post_init__`, before any dataset or model is built. LeRobot's CLI parser hides
+the message of an exception raised there, so `ConfigError` also writes it to stderr (see `errors.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
+from lerobot.optim.optimizers import AdamWConfig
+from lerobot.optim.schedulers import CosineAnnealingWithWarmupSchedulerConfig
+
+from .errors import ConfigError, check_choice
+from .samplers import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
+
+VISION_BACKBONES = ("resnet18", "resnet34", "resnet50")
+
+
+@dataclass
+class DiffusionPlusBaseConfig(PreTrainedConfig):
+    # Chunking, as the reference: 2 observations in, 16 actions predicted, 8 executed.
+    n_obs_steps: int = 2
+    horizon: int = 16
+    n_action_steps: int = 8
+
+    # The paper scales every low-dim input and the action to [-1, 1]; images are standardised.
+    normalization_mapping: dict[str, NormalizationMode] = field(
+        default_factory=lambda: {
+            "VISUAL": NormalizationMode.MEAN_STD,
+            "STATE": NormalizationMode.MIN_MAX,
+            "ENV": NormalizationMode.MIN_MAX,
+            "ACTION": NormalizationMode.MIN_MAX,
+        }
+    )
+
+    # Observation encoder (images). No downloaded weights by default: train from scratch, as the paper.
+    vision_backbone: str = "resnet18"
+    pretrained_backbone_weights: str | None = None
+    use_group_norm: bool = True
+    spatial_softmax_num_keypoints: int = 32
+    crop_shape: tuple[int, int] | None = (84, 84)
+    crop_is_random: bool = True
+    use_separate_rgb_encoder_per_camera: bool = False
+
+    # Noise schedule and sampler. The sampler and step count may be changed at load time.
+    noise_scheduler_type: str = "DDPM"
+    num_train_timesteps: int = 100
+    beta_schedule: str = "squaredcos_cap_v2"
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
+    prediction_type: str = "epsilon"
+    clip_sample: bool = True
+    clip_sample_range: float = 1.0
+    num_inference_steps: int | None = None
+    do_mask_loss_for_padding: bool = False
+
+    # EMA of the weights (reference schedule); every returned action uses the EMA weights when on.
+    use_ema: bool = True
+    ema_inv_gamma: float = 1.0
+    ema_power: float = 0.75
+    ema_max_decay: float = 0.9999
+
+    # Runtime guard: clamp returned actions to the range seen in training ([-1, 1] after min/max).
+    clamp_actions: bool = True
+
+    # Optimizer and schedule (reference: AdamW, cosine with warmup).
+    optimizer_lr: float = 1e-4
+    optimizer_betas: tuple[float, float] = (0.95, 0.999)
+    optimizer_eps: float = 1e-8
+    optimizer_weight_decay: float = 1e-6
+    optimizer_grad_clip_norm: float = 10.0
+    scheduler_warmup_steps: int = 500
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._validate()
+
+    # --- validation -------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        if self.n_obs_steps < 1:
+            raise ConfigError("n_obs_steps", self.n_obs_steps, "an integer >= 1")
+        if self.horizon < 1:
+            raise ConfigError("horizon", self.horizon, "an integer >= 1")
+        max_action_steps = self.horizon - self.n_obs_steps + 1
+        if not 1 <= self.n_action_steps <= max_action_steps:
+            raise ConfigError(
+                "n_action_steps",
+                self.n_action_steps,
+                f"1..horizon - n_obs_steps + 1 = {max_action_steps} (horizon={self.horizon}, "
+                f"n_obs_steps={self.n_obs_steps})",
+            )
+        check_choice("noise_scheduler_type", self.noise_scheduler_type, SAMPLERS)
+        check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
+        check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        check_choice("vision_backbone", self.vision_backbone, VISION_BACKBONES)
+        if self.num_train_timesteps < 1:
+            raise ConfigError("num_train_timesteps", self.num_train_timesteps, "an integer >= 1")
+        if self.num_inference_steps is not None and not (
+            1 <= self.num_inference_steps <= self.num_train_timesteps
+        ):
+            raise ConfigError(
+                "num_inference_steps",
+                self.num_inference_steps,
+                f"None or 1..num_train_timesteps={self.num_train_timesteps}",
+            )
+        if self.crop_shape is not None and (len(self.crop_shape) != 2 or min(self.crop_shape) < 1):
+            raise ConfigError("crop_shape", self.crop_shape, "None or two positive integers (H, W)")
+        if not 0.0 <= self.ema_max_decay < 1.0:
+            raise ConfigError("ema_max_decay", self.ema_max_decay, "a number in [0, 1)")
+
+    def validate_features(self) -> None:
+        """Checks that need the dataset's features; LeRobot fills them in before building the policy."""
+        if self.action_feature is None:
+            raise ConfigError("output_features", list(self.output_features or {}), "a feature named 'action'")
+        if not (self.robot_state_feature or self.env_state_feature or self.image_features):
+            raise ConfigError(
+                "input_features",
+                list(self.input_features or {}),
+                "at least one of observation.state, observation.environment_state, observation.image(s)",
+            )
+        shapes = {key: tuple(ft.shape) for key, ft in self.image_features.items()}
+        if len(set(shapes.values())) > 1:
+            raise ConfigError("input_features", shapes, "cameras that all have the same (C, H, W)")
+        for key, shape in shapes.items():
+            if self.crop_shape is not None and (
+                self.crop_shape[0] > shape[1] or self.crop_shape[1] > shape[2]
+            ):
+                raise ConfigError(
+                    "crop_shape", self.crop_shape, f"at most the image size {tuple(shape[1:])} of '{key}'"
+                )
+
+    # --- what LeRobot reads -------------------------------------------------------------------------
+    @property
+    def observation_delta_indices(self) -> list[int]:
+        return list(range(1 - self.n_obs_steps, 1))
+
+    @property
+    def action_delta_indices(self) -> list[int]:
+        return list(range(1 - self.n_obs_steps, 1 - self.n_obs_steps + self.horizon))
+
+    @property
+    def reward_delta_indices(self) -> None:
+        return None
+
+    @property
+    def drop_n_last_frames(self) -> int:
+        # Start frames whose executed actions would all be padding are skipped by LeRobot's sampler.
+        return self.horizon - self.n_action_steps - self.n_obs_steps + 1
+
+    @property
+    def sampler_steps(self) -> int:
+        return self.num_inference_steps or self.num_train_timesteps
+
+    def get_optimizer_preset(self) -> AdamWConfig:
+        return AdamWConfig(
+            lr=self.optimizer_lr,
+            betas=self.optimizer_betas,
+            eps=self.optimizer_eps,
+            weight_decay=self.optimizer_weight_decay,
+            grad_clip_norm=self.optimizer_grad_clip_norm,
+        )
+
+    def get_scheduler_preset(self) -> CosineAnnealingWithWarmupSchedulerConfig:
+        return CosineAnnealingWithWarmupSchedulerConfig(num_warmup_steps=self.scheduler_warmup_steps)
+
+    @property
+    def denoiser_type(self) -> str:
+        raise NotImplementedError
+
+
+@PreTrainedConfig.register_subclass("diffusion_plus")
+@dataclass
+class DiffusionPlusConfig(DiffusionPlusBaseConfig):
+    """Diffusion Policy with the 1D temporal U-Net denoiser (the paper's DP-C)."""
+
+    down_dims: tuple[int, ...] = (256, 512, 1024)
+    kernel_size: int = 5
+    n_groups: int = 8
+    diffusion_step_embed_dim: int = 128
+    use_film_scale_modulation: bool = True
+
+    @property
+    def denoiser_type(self) -> str:
+        return "unet"
+
+    def _validate(self) -> None:
+        super()._validate()
+        if len(self.down_dims) < 1 or min(self.down_dims) < 1:
+            raise ConfigError("down_dims", self.down_dims, "one or more positive channel counts")
+        bad_groups = [d for d in self.down_dims if d % self.n_groups]
+        if self.n_groups < 1 or bad_groups:
+            raise ConfigError("n_groups", self.n_groups, f"a divisor of every entry of down_dims={self.down_dims}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError("kernel_size", self.kernel_size, "an odd integer >= 1 (keeps the length)")
+        # Each level but the last halves the time axis, so that many halvings must divide the horizon.
+        factor = 2 ** (len(self.down_dims) - 1)
+        if self.horizon % factor:
+            raise ConfigError(
+                "horizon",
+                self.horizon,
+                f"a multiple of 2^(len(down_dims) - 1) = {factor} for down_dims={self.down_dims}",
+            )
+
+
+@PreTrainedConfig.register_subclass("diffusion_plus_transformer")
+@dataclass
+class DiffusionPlusTransformerConfig(DiffusionPlusBaseConfig):
+    """Diffusion Policy with the transformer denoiser (the paper's DP-T)."""
+
+    n_layer: int = 8
+    n_head: int = 4
+    n_emb: int = 256
+    p_drop_emb: float = 0.0
+    p_drop_attn: float = 0.3
+    causal_attn: bool = True
+    n_cond_layers: int = 0
+
+    # The paper's transformer recipe: AdamW (0.9, 0.95), decay 1e-3 on weight matrices, 1000 warmup steps.
+    optimizer_betas: tuple[float, float] = (0.9, 0.95)
+    optimizer_weight_decay: float = 1e-3
+    optimizer_encoder_weight_decay: float = 1e-6
+    scheduler_warmup_steps: int = 1000
+
+    @property
+    def denoiser_type(self) -> str:
+        return "transformer"
+
+    def _validate(self) -> None:
+        super()._validate()
+        for name in ("n_layer", "n_head", "n_emb"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, getattr(self, name), "an integer >= 1")
+        if self.n_emb % self.n_head:
+            raise ConfigError("n_emb", self.n_emb, f"a multiple of n_head={self.n_head}")
+        if self.n_cond_layers < 0:
+            raise ConfigError("n_cond_layers", self.n_cond_layers, "an integer >= 0")
+        for name in ("p_drop_emb", "p_drop_attn"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(name, getattr(self, name), "a probability in [0, 1)")
+
+
+__all__ = ["DiffusionPlusBaseConfig", "DiffusionPlusConfig", "DiffusionPlusTransformerConfig", "FeatureType"]

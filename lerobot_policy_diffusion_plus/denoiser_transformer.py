@@ -1,0 +1,114 @@
+"""Transformer denoiser (the paper's DP-T): a norm-first decoder over noisy action tokens.
+
+Action tokens attend to each other (causally by default, so an action only depends on earlier ones) and,
+through cross-attention, to a short condition sequence: one diffusion-step token followed by one token per
+observation step. Attention runs through `F.scaled_dot_product_attention`, which picks the fused kernel
+available on the device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .denoiser_common import sinusoidal_embedding
+
+
+class Attention(nn.Module):
+    """Multi-head attention of queries `x` over `context` (self-attention when they are the same)."""
+
+    def __init__(self, n_emb: int, n_head: int, p_drop: float):
+        super().__init__()
+        self.n_head, self.p_drop = n_head, p_drop
+        self.query = nn.Linear(n_emb, n_emb)
+        self.key_value = nn.Linear(n_emb, 2 * n_emb)
+        self.proj = nn.Linear(n_emb, n_emb)
+        self.resid_drop = nn.Dropout(p_drop)
+
+    def forward(self, x: Tensor, context: Tensor, causal: bool = False) -> Tensor:
+        B, T, C = x.shape
+        H = self.n_head
+        q = self.query(x).view(B, T, H, C // H).transpose(1, 2)
+        k, v = self.key_value(context).view(B, -1, 2, H, C // H).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.p_drop if self.training else 0.0, is_causal=causal
+        )
+        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm: self-attention, cross-attention to the condition, MLP; each a residual branch."""
+
+    def __init__(self, n_emb: int, n_head: int, p_drop: float, causal: bool):
+        super().__init__()
+        self.causal = causal
+        self.ln_self, self.ln_cross, self.ln_mlp = nn.LayerNorm(n_emb), nn.LayerNorm(n_emb), nn.LayerNorm(n_emb)
+        self.self_attn = Attention(n_emb, n_head, p_drop)
+        self.cross_attn = Attention(n_emb, n_head, p_drop)
+        self.mlp = nn.Sequential(
+            nn.Linear(n_emb, 4 * n_emb), nn.GELU(), nn.Linear(4 * n_emb, n_emb), nn.Dropout(p_drop)
+        )
+
+    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+        h = self.ln_self(x)
+        x = x + self.self_attn(h, h, causal=self.causal)
+        x = x + self.cross_attn(self.ln_cross(x), memory)
+        return x + self.mlp(self.ln_mlp(x))
+
+
+class TransformerDenoiser(nn.Module):
+    """`forward(x_t (B, T, A), timestep (B,), obs_features (B, n_obs, D)) -> (B, T, A)`."""
+
+    def __init__(self, action_dim: int, obs_feature_dim: int, config):
+        super().__init__()
+        C = config.n_emb
+        self.n_emb = C
+        self.input_emb = nn.Linear(action_dim, C)
+        self.pos_emb = nn.Parameter(torch.zeros(1, config.horizon, C))
+        self.cond_obs_emb = nn.Linear(obs_feature_dim, C)
+        self.cond_pos_emb = nn.Parameter(torch.zeros(1, 1 + config.n_obs_steps, C))
+        self.drop = nn.Dropout(config.p_drop_emb)
+        if config.n_cond_layers > 0:
+            layer = nn.TransformerEncoderLayer(
+                C, config.n_head, 4 * C, config.p_drop_attn, activation="gelu", batch_first=True, norm_first=True
+            )
+            self.cond_encoder = nn.TransformerEncoder(layer, config.n_cond_layers, enable_nested_tensor=False)
+        else:
+            self.cond_encoder = nn.Sequential(nn.Linear(C, 4 * C), nn.Mish(), nn.Linear(4 * C, C))
+        self.blocks = nn.ModuleList(
+            DecoderBlock(C, config.n_head, config.p_drop_attn, config.causal_attn) for _ in range(config.n_layer)
+        )
+        self.ln_f = nn.LayerNorm(C)
+        self.head = nn.Linear(C, action_dim)
+        self.apply(self._init_weights)
+        nn.init.normal_(self.pos_emb, std=0.02)
+        nn.init.normal_(self.cond_pos_emb, std=0.02)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # GPT-2 style: small normal weights, zero biases, unit LayerNorm.
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
+        step_token = sinusoidal_embedding(timestep, self.n_emb).unsqueeze(1)
+        cond = torch.cat([step_token, self.cond_obs_emb(obs_features)], dim=1) + self.cond_pos_emb
+        memory = self.cond_encoder(self.drop(cond))
+        h = self.drop(self.input_emb(x) + self.pos_emb[:, : x.shape[1]])
+        for block in self.blocks:
+            h = block(h, memory)
+        return self.head(self.ln_f(h))
+
+    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(decayed, not decayed): weight decay only on the weight matrices of Linear layers."""
+        decay = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear)}
+        # nn.TransformerEncoderLayer keeps its attention input projection as a raw parameter.
+        decay |= {id(m.in_proj_weight) for m in self.modules() if isinstance(m, nn.MultiheadAttention)}
+        params = list(self.parameters())
+        return [p for p in params if id(p) in decay], [p for p in params if id(p) not in decay]

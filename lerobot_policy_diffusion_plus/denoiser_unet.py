@@ -1,0 +1,96 @@
+"""1D temporal U-Net denoiser with FiLM conditioning (the paper's DP-C).
+
+The noisy action chunk (B, horizon, action_dim) is treated as a 1D signal over time with the action
+dimensions as channels. Every residual block is conditioned on [diffusion step embedding, global
+observation feature] by FiLM: a per-channel scale and bias.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .denoiser_common import DiffusionStepEmbedding
+
+
+class Conv1dBlock(nn.Sequential):
+    """Conv1d -> GroupNorm -> Mish, length preserving."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, n_groups: int):
+        super().__init__(
+            nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+            nn.GroupNorm(n_groups, out_channels),
+            nn.Mish(),
+        )
+
+
+class FiLMResidualBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, cond_dim, kernel_size, n_groups, use_scale=True):
+        super().__init__()
+        self.out_channels = out_channels
+        self.use_scale = use_scale
+        self.conv1 = Conv1dBlock(in_channels, out_channels, kernel_size, n_groups)
+        self.cond_encoder = nn.Sequential(
+            nn.Mish(), nn.Linear(cond_dim, out_channels * (2 if use_scale else 1))
+        )
+        self.conv2 = Conv1dBlock(out_channels, out_channels, kernel_size, n_groups)
+        self.residual = (
+            nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        )
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        h = self.conv1(x)
+        film = self.cond_encoder(cond).unsqueeze(-1)  # (B, C or 2C, 1): broadcast over time
+        if self.use_scale:
+            scale, bias = film.split(self.out_channels, dim=1)
+            h = scale * h + bias
+        else:
+            h = h + film
+        return self.conv2(h) + self.residual(x)
+
+
+class UNet1dDenoiser(nn.Module):
+    """`forward(x_t (B, T, A), timestep (B,), obs_features (B, n_obs, D)) -> (B, T, A)`.
+
+    The observation features of all steps are flattened into one global condition, as the paper.
+    """
+
+    def __init__(self, action_dim: int, obs_feature_dim: int, config):
+        super().__init__()
+        dims = tuple(config.down_dims)
+        k, g, scale = config.kernel_size, config.n_groups, config.use_film_scale_modulation
+        self.step_embedding = DiffusionStepEmbedding(config.diffusion_step_embed_dim)
+        cond_dim = config.diffusion_step_embed_dim + obs_feature_dim * config.n_obs_steps
+
+        def block(cin, cout):
+            return FiLMResidualBlock(cin, cout, cond_dim, k, g, scale)
+
+        levels = list(zip((action_dim, *dims[:-1]), dims))
+        self.down = nn.ModuleList()
+        for i, (cin, cout) in enumerate(levels):
+            last = i == len(levels) - 1
+            down = nn.Identity() if last else nn.Conv1d(cout, cout, 3, stride=2, padding=1)
+            self.down.append(nn.ModuleList([block(cin, cout), block(cout, cout), down]))
+        self.mid = nn.ModuleList([block(dims[-1], dims[-1]), block(dims[-1], dims[-1])])
+        # Up path mirrors the down path; each level takes the skip of its twin, doubling the input channels.
+        self.up = nn.ModuleList()
+        # Every up level upsamples, undoing the len(dims) - 1 halvings of the down path.
+        for cin, cout in reversed(levels[1:]):
+            up = nn.ConvTranspose1d(cin, cin, 4, stride=2, padding=1)
+            self.up.append(nn.ModuleList([block(cout * 2, cin), block(cin, cin), up]))
+        self.head = nn.Sequential(Conv1dBlock(dims[0], dims[0], k, g), nn.Conv1d(dims[0], action_dim, 1))
+
+    def forward(self, x: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
+        cond = torch.cat([self.step_embedding(timestep), obs_features.flatten(1)], dim=-1)
+        h = x.transpose(1, 2)  # (B, A, T): channels first for Conv1d
+        skips = []
+        for res1, res2, down in self.down:
+            h = res2(res1(h, cond), cond)
+            skips.append(h)
+            h = down(h)
+        for res in self.mid:
+            h = res(h, cond)
+        for res1, res2, up in self.up:
+            h = torch.cat([h, skips.pop()], dim=1)
+            h = up(res2(res1(h, cond), cond))
+        return self.head(h).transpose(1, 2)

@@ -1,0 +1,239 @@
+"""Diffusion Policy for LeRobot: one implementation behind both registered policy types.
+
+`DiffusionPlusPolicy` (U-Net) and `DiffusionPlusTransformerPolicy` differ only by their config class; the
+denoiser is picked from `config.denoiser_type`. The network is `model` (observation encoder + denoiser);
+`ema` holds its moving average, which produces every action the policy returns when enabled.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from lerobot.configs import NormalizationMode
+from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.utils.constants import ACTION
+
+from . import samplers
+from .configuration_diffusion_plus import (
+    DiffusionPlusBaseConfig,
+    DiffusionPlusConfig,
+    DiffusionPlusTransformerConfig,
+)
+from .denoiser_transformer import DecoderBlock, TransformerDenoiser
+from .denoiser_unet import UNet1dDenoiser
+from .ema import EMA
+from .errors import CheckpointError, ObservationError
+from .obs_encoder import ObservationEncoder
+
+DENOISERS = {"unet": UNet1dDenoiser, "transformer": TransformerDenoiser}
+
+
+class DiffusionPlusModel(nn.Module):
+    """The trainable network: observation encoder followed by the denoiser."""
+
+    def __init__(self, config: DiffusionPlusBaseConfig):
+        super().__init__()
+        self.obs_encoder = ObservationEncoder(config)
+        action_dim = config.action_feature.shape[0]
+        self.denoiser = DENOISERS[config.denoiser_type](action_dim, self.obs_encoder.feature_dim, config)
+
+    def forward(self, x_t: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
+        return self.denoiser(x_t, timestep, obs_features)
+
+
+class DiffusionPlusPolicy(PreTrainedPolicy):
+    config_class = DiffusionPlusConfig
+    name = "diffusion_plus"
+    # Under FSDP, shard the transformer per decoder block (read by accelerate's auto-wrap policy).
+    _no_split_modules = [DecoderBlock.__name__]
+
+    def __init__(self, config: DiffusionPlusBaseConfig, **kwargs):
+        super().__init__(config)
+        config.validate_features()
+        self.config = config
+        self.model = DiffusionPlusModel(config)
+        self.ema = (
+            EMA(self.model, config.ema_inv_gamma, config.ema_power, config.ema_max_decay)
+            if config.use_ema
+            else None
+        )
+        acp = samplers.make_alphas_cumprod(
+            config.beta_schedule, config.num_train_timesteps, config.beta_start, config.beta_end
+        )
+        self.register_buffer("alphas_cumprod", acp, persistent=False)
+        self._step_tables: dict[tuple, samplers.StepTable] = {}
+        self.reset()
+
+    # --- training ---------------------------------------------------------------------------------
+    def get_optim_params(self) -> list[dict]:
+        """Param groups: denoiser weights that decay, those that do not, and the observation encoder."""
+        cfg = self.config
+        denoiser = self.model.denoiser
+        decay, no_decay = denoiser.param_groups() if hasattr(denoiser, "param_groups") else (
+            list(denoiser.parameters()),
+            [],
+        )
+        groups = [
+            {"params": decay, "weight_decay": cfg.optimizer_weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+            {"params": list(self.model.obs_encoder.parameters()), "weight_decay": _encoder_decay(cfg)},
+        ]
+        return [g for g in groups if g["params"]]
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, None]:
+        cfg = self.config
+        x0 = batch[ACTION]
+        obs = self.model.obs_encoder(batch)
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, cfg.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        out = self.model(samplers.add_noise(self.alphas_cumprod, x0, noise, t), t, obs)
+        loss = F.mse_loss(out, samplers.training_target(cfg.prediction_type, x0, noise), reduction="none")
+        if cfg.do_mask_loss_for_padding and "action_is_pad" in batch:
+            keep = ~batch["action_is_pad"].unsqueeze(-1)
+            return (loss * keep).sum() / (keep.sum() * loss.shape[-1]).clamp(min=1), None
+        return loss.mean(), None
+
+    def update(self) -> None:
+        """Called by lerobot-train after every optimizer step: advance the EMA."""
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    # --- inference --------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the observation history and queued actions (call on every env reset)."""
+        self._obs_history: deque[dict[str, Tensor]] = deque(maxlen=self.config.n_obs_steps)
+        self._action_queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
+
+    @property
+    def inference_model(self) -> DiffusionPlusModel:
+        return self.ema.model if self.ema is not None else self.model
+
+    @torch.no_grad()
+    def select_action(self, batch: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
+        """One action (B, A); a new chunk is sampled when the queue of `n_action_steps` runs out."""
+        self._push_observation(batch)
+        if not self._action_queue:
+            chunk = self._sample_chunk(self._history(), noise)
+            self._action_queue.extend(chunk.unbind(1))
+        return self._action_queue.popleft()
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
+        """The `n_action_steps` actions (B, n_action_steps, A) to execute from the current step.
+
+        A batch whose observations carry a time axis (B, n_obs_steps, ...) is used as it is; one without
+        is the current observation and joins the policy's history first, as in `select_action`.
+        """
+        if self._has_time_axis(batch):
+            obs = {k: batch[k] for k in self.model.obs_encoder.input_keys}
+            self._check_finite(obs)
+        else:
+            self._push_observation(batch)
+            obs = self._history()
+        return self._sample_chunk(obs, noise)
+
+    def _sample_chunk(self, obs: dict[str, Tensor], noise: Tensor | None) -> Tensor:
+        cfg = self.config
+        net = self.inference_model
+        features = net.obs_encoder(obs)
+        B = features.shape[0]
+        shape = (B, cfg.horizon, cfg.action_feature.shape[0])
+        if noise is None:
+            noise = torch.randn(shape, device=features.device, dtype=features.dtype)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape} (batch, horizon, action dim), got {tuple(noise.shape)}")
+        table = self._step_table(features.device)
+        clip = cfg.clip_sample_range if cfg.clip_sample else None
+        actions = samplers.denoise(
+            lambda x, t: net(x, t, features), noise, table, cfg.prediction_type, clip
+        )
+        start = cfg.n_obs_steps - 1
+        actions = actions[:, start : start + cfg.n_action_steps]
+        if cfg.clamp_actions and cfg.normalization_mapping.get("ACTION") is NormalizationMode.MIN_MAX:
+            # [-1, 1] is exactly the range of actions seen in training under min/max normalisation.
+            actions = actions.clamp(-1.0, 1.0)
+        return actions
+
+    def _step_table(self, device: torch.device) -> samplers.StepTable:
+        # Built lazily so the sampler and step count can be changed on a loaded policy.
+        cfg = self.config
+        key = (cfg.noise_scheduler_type, cfg.sampler_steps, str(device))
+        if key not in self._step_tables:
+            table = samplers.make_step_table(cfg.noise_scheduler_type, self.alphas_cumprod.cpu(), cfg.sampler_steps)
+            self._step_tables[key] = table.to(device)
+        return self._step_tables[key]
+
+    # --- observation history ------------------------------------------------------------------------
+    def _has_time_axis(self, batch: dict[str, Tensor]) -> bool:
+        enc = self.model.obs_encoder
+        key = (enc.vector_keys or enc.image_keys)[0]
+        self._check_present(batch)
+        return batch[key].dim() == (3 if key in enc.vector_keys else 5)
+
+    def _check_present(self, batch: dict[str, Tensor]) -> None:
+        missing = [k for k in self.model.obs_encoder.input_keys if k not in batch]
+        if missing:
+            raise ObservationError(f"observation is missing {missing}; the policy was trained on "
+                                   f"{self.model.obs_encoder.input_keys}")
+
+    @staticmethod
+    def _check_finite(obs: dict[str, Tensor]) -> None:
+        bad = [k for k, v in obs.items() if not torch.isfinite(v).all()]
+        if bad:
+            raise ObservationError(f"observation {bad} contains NaN or Inf; refusing to produce actions")
+
+    def _push_observation(self, batch: dict[str, Tensor]) -> None:
+        self._check_present(batch)
+        obs = {k: batch[k] for k in self.model.obs_encoder.input_keys}
+        self._check_finite(obs)
+        if not self._obs_history:
+            # First step after reset: repeat the observation to fill the history, as the reference.
+            self._obs_history.extend([obs] * self.config.n_obs_steps)
+        else:
+            self._obs_history.append(obs)
+
+    def _history(self) -> dict[str, Tensor]:
+        return {k: torch.stack([o[k] for o in self._obs_history], dim=1) for k in self._obs_history[0]}
+
+    # --- loading --------------------------------------------------------------------------------------
+    @classmethod
+    def _load_as_safetensor(cls, model, model_file: str, map_location: str, strict: bool):
+        """Load weights strictly: a mismatch or a damaged file is an error, never a half-loaded policy."""
+        try:
+            state = load_file(model_file, device=str(map_location))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"cannot read weights {model_file}: truncated or corrupted ({e})") from e
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong_shape = [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs config {tuple(v.shape)}"
+            for k, v in expected.items()
+            if k in state and state[k].shape != v.shape
+        ]
+        if missing or unexpected or wrong_shape:
+            raise CheckpointError(
+                f"weights in {model_file} do not match the policy config: "
+                f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, "
+                f"unexpected {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}, "
+                f"wrong shape {wrong_shape[:10]}"
+            )
+        model.load_state_dict(state, strict=True)
+        return model
+
+
+def _encoder_decay(cfg: DiffusionPlusBaseConfig) -> float:
+    return getattr(cfg, "optimizer_encoder_weight_decay", cfg.optimizer_weight_decay)
+
+
+class DiffusionPlusTransformerPolicy(DiffusionPlusPolicy):
+    """The same policy with the transformer denoiser; only the config differs."""
+
+    config_class = DiffusionPlusTransformerConfig
+    name = "diffusion_plus_transformer"

@@ -1,0 +1,171 @@
+"""Noise schedules and reverse-diffusion samplers, as pure tensor math.
+
+Nothing here holds model state: a schedule is a tensor of cumulative alphas, a sampler turns it into a
+table of per-step coefficients once, and `denoise` walks that table with any denoiser callable. Keeping
+the per-step work to a few fused multiply-adds on precomputed tensors (no Python-side scalar lookups, no
+scheduler object) is what keeps batch-1 inference cheap.
+
+The formulas follow DDPM (Ho et al. 2020) and DDIM (Song et al. 2021) with the "leading" timestep
+spacing and `clip_sample` of the Diffusion Policy reference code, so results match the common
+implementations step for step (tests/test_samplers.py checks this).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+PREDICTION_TYPES = ("epsilon", "sample")
+SAMPLERS = ("DDPM", "DDIM")
+
+
+def make_betas(schedule: str, num_train_timesteps: int, beta_start: float, beta_end: float) -> Tensor:
+    """Per-step noise variances beta_t, float32, shape (T,)."""
+    T = num_train_timesteps
+    if schedule == "linear":
+        return torch.linspace(beta_start, beta_end, T, dtype=torch.float32)
+    if schedule == "scaled_linear":
+        return torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=torch.float32) ** 2
+    if schedule == "squaredcos_cap_v2":
+        # Cosine schedule of Nichol & Dhariwal (2021); beta capped at 0.999 to avoid a singular last step.
+        def alpha_bar(t: float) -> float:
+            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+        betas = [min(1 - alpha_bar((i + 1) / T) / alpha_bar(i / T), 0.999) for i in range(T)]
+        return torch.tensor(betas, dtype=torch.float32)
+    raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {schedule!r}")
+
+
+def make_alphas_cumprod(schedule: str, num_train_timesteps: int, beta_start: float, beta_end: float) -> Tensor:
+    return torch.cumprod(1.0 - make_betas(schedule, num_train_timesteps, beta_start, beta_end), dim=0)
+
+
+def add_noise(alphas_cumprod: Tensor, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    """Forward process q(x_t | x_0) for a batch of timesteps t (B,) on x0 (B, ...)."""
+    a = alphas_cumprod.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def training_target(prediction_type: str, x0: Tensor, noise: Tensor) -> Tensor:
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "sample":
+        return x0
+    raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+
+
+def inference_timesteps(num_train_timesteps: int, num_inference_steps: int) -> Tensor:
+    """Evenly spaced ("leading") timesteps, high to low, e.g. T=100, n=10 -> 90, 80, ..., 0."""
+    if not 1 <= num_inference_steps <= num_train_timesteps:
+        raise ValueError(
+            f"num_inference_steps must be in [1, num_train_timesteps={num_train_timesteps}], "
+            f"got {num_inference_steps}"
+        )
+    ratio = num_train_timesteps // num_inference_steps
+    return torch.arange(num_inference_steps - 1, -1, -1, dtype=torch.long) * ratio
+
+
+@dataclass(frozen=True)
+class StepTable:
+    """Per-step coefficients of one sampler, precomputed for a fixed number of steps.
+
+    Each reverse step is  x0 = clip(a * x_t - b * out)  (or x0 = out for sample prediction),
+    eps = (x_t - c * x0) / d,  x_{t-1} = p * x0 + q * x_t + r * eps + s * z,  with z ~ N(0, I).
+    Rows are in sampling order. Holding them as tensors lets a step be pure tensor arithmetic.
+    """
+
+    timesteps: Tensor  # (n,) long
+    coef: Tensor  # (n, 8): a, b, c, d, p, q, r, s
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "StepTable":
+        return StepTable(self.timesteps.to(device), self.coef.to(device=device, dtype=dtype))
+
+
+def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: int) -> StepTable:
+    """Coefficients for DDPM ancestral sampling or deterministic DDIM (eta = 0)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"noise_scheduler_type must be one of {SAMPLERS}, got {sampler!r}")
+    T = alphas_cumprod.shape[0]
+    ts = inference_timesteps(T, num_inference_steps)
+    prev = ts - T // num_inference_steps
+    acp = alphas_cumprod.float()
+    a_t = acp[ts]
+    # Past the last step the signal is clean: alpha_bar = 1 (DDIM's set_alpha_to_one, DDPM's convention).
+    a_prev = torch.where(prev >= 0, acp[prev.clamp(min=0)], torch.ones_like(a_t))
+    x0_from_xt, x0_from_out = 1 / a_t.sqrt(), (1 - a_t).sqrt() / a_t.sqrt()
+    eps_from_x0, eps_div = a_t.sqrt(), (1 - a_t).sqrt()
+    zero = torch.zeros_like(a_t)
+    if sampler == "DDIM":
+        p, q, r, s = a_prev.sqrt(), zero, (1 - a_prev).sqrt(), zero
+    else:
+        alpha = a_t / a_prev
+        beta = 1 - alpha
+        p = a_prev.sqrt() * beta / (1 - a_t)
+        q = alpha.sqrt() * (1 - a_prev) / (1 - a_t)
+        r = zero
+        variance = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
+        s = torch.where(ts > 0, variance.sqrt(), zero)
+    coef = torch.stack([x0_from_xt, x0_from_out, eps_from_x0, eps_div, p, q, r, s], dim=1)
+    return StepTable(ts, coef.float())
+
+
+def predict_x0(row: Tensor, out: Tensor, x_t: Tensor, prediction_type: str, clip: float | None) -> Tensor:
+    x0 = out if prediction_type == "sample" else row[0] * x_t - row[1] * out
+    return x0.clamp(-clip, clip) if clip is not None else x0
+
+
+def reverse_step(
+    row: Tensor,
+    out: Tensor,
+    x_t: Tensor,
+    prediction_type: str,
+    clip: float | None,
+    noise: Tensor | None = None,
+) -> Tensor:
+    """One reverse step from x_t given the denoiser output `out`, using one row of a StepTable."""
+    if prediction_type == "epsilon":
+        eps = out  # the model's own epsilon, not re-derived from the clipped x0 (as the reference)
+        x0 = predict_x0(row, out, x_t, prediction_type, clip)
+    else:
+        x0_raw = out
+        eps = (x_t - row[2] * x0_raw) / row[3]
+        x0 = x0_raw.clamp(-clip, clip) if clip is not None else x0_raw
+    x_prev = row[4] * x0 + row[5] * x_t + row[6] * eps
+    if noise is not None:
+        x_prev = x_prev + row[7] * noise
+    return x_prev
+
+
+Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x_t, timestep batch) -> model output
+
+
+def denoise(
+    denoiser: Denoiser,
+    x_T: Tensor,
+    table: StepTable,
+    prediction_type: str,
+    clip: float | None,
+    generator: torch.Generator | None = None,
+    guide: Callable[[int, Tensor, Tensor], Tensor] | None = None,
+) -> Tensor:
+    """Run the reverse process from x_T. DDPM draws fresh noise each step from `generator`.
+
+    `guide(i, x_t, x_prev)` may rewrite each step's result (used for inpainting in real-time chunking).
+    """
+    x = x_T
+    stochastic = bool((table.coef[:, 7] != 0).any())
+    t_batch = table.timesteps.view(-1, 1).expand(-1, x.shape[0])
+    for i in range(table.timesteps.shape[0]):
+        row = table.coef[i]
+        out = denoiser(x, t_batch[i])
+        noise = None
+        if stochastic:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x_next = reverse_step(row, out, x, prediction_type, clip, noise)
+        x = guide(i, x, x_next) if guide is not None else x_next
+    return x
