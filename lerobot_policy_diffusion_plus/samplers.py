@@ -74,13 +74,14 @@ def inference_timesteps(num_train_timesteps: int, num_inference_steps: int) -> T
 class StepTable:
     """Per-step coefficients of one sampler, precomputed for a fixed number of steps.
 
-    Each reverse step is  x0 = clip(a * x_t - b * out)  (or x0 = out for sample prediction),
-    eps = (x_t - c * x0) / d,  x_{t-1} = p * x0 + q * x_t + r * eps + s * z,  with z ~ N(0, I).
+    With a = sqrt(alpha_bar_t) and b = sqrt(1 - alpha_bar_t), each reverse step is
+    x0 = (x_t - b * eps) / a  and  eps = (x_t - a * x0) / b  (whichever the model does not predict),
+    then  x_{t-1} = p * clip(x0) + q * x_t + r * eps + s * z,  with z ~ N(0, I).
     Rows are in sampling order. Holding them as tensors lets a step be pure tensor arithmetic.
     """
 
     timesteps: Tensor  # (n,) long
-    coef: Tensor  # (n, 8): a, b, c, d, p, q, r, s
+    coef: Tensor  # (n, 6): a, b, p, q, r, s
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "StepTable":
         return StepTable(self.timesteps.to(device), self.coef.to(device=device, dtype=dtype))
@@ -93,12 +94,12 @@ def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: i
     T = alphas_cumprod.shape[0]
     ts = inference_timesteps(T, num_inference_steps)
     prev = ts - T // num_inference_steps
+    # float32 on purpose: the common implementations compute in float32, and matching them to 1e-5 near
+    # t = T (where alpha_bar is tiny and x0 = (x_t - b * eps) / a is large) needs the same rounding.
     acp = alphas_cumprod.float()
     a_t = acp[ts]
     # Past the last step the signal is clean: alpha_bar = 1 (DDIM's set_alpha_to_one, DDPM's convention).
     a_prev = torch.where(prev >= 0, acp[prev.clamp(min=0)], torch.ones_like(a_t))
-    x0_from_xt, x0_from_out = 1 / a_t.sqrt(), (1 - a_t).sqrt() / a_t.sqrt()
-    eps_from_x0, eps_div = a_t.sqrt(), (1 - a_t).sqrt()
     zero = torch.zeros_like(a_t)
     if sampler == "DDIM":
         p, q, r, s = a_prev.sqrt(), zero, (1 - a_prev).sqrt(), zero
@@ -110,13 +111,8 @@ def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: i
         r = zero
         variance = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
         s = torch.where(ts > 0, variance.sqrt(), zero)
-    coef = torch.stack([x0_from_xt, x0_from_out, eps_from_x0, eps_div, p, q, r, s], dim=1)
+    coef = torch.stack([a_t.sqrt(), (1 - a_t).sqrt(), p, q, r, s], dim=1)
     return StepTable(ts, coef.float())
-
-
-def predict_x0(row: Tensor, out: Tensor, x_t: Tensor, prediction_type: str, clip: float | None) -> Tensor:
-    x0 = out if prediction_type == "sample" else row[0] * x_t - row[1] * out
-    return x0.clamp(-clip, clip) if clip is not None else x0
 
 
 def reverse_step(
@@ -128,16 +124,17 @@ def reverse_step(
     noise: Tensor | None = None,
 ) -> Tensor:
     """One reverse step from x_t given the denoiser output `out`, using one row of a StepTable."""
+    a, b, p, q, r, s = row.unbind()
     if prediction_type == "epsilon":
-        eps = out  # the model's own epsilon, not re-derived from the clipped x0 (as the reference)
-        x0 = predict_x0(row, out, x_t, prediction_type, clip)
+        eps, x0 = out, (x_t - b * out) / a
     else:
-        x0_raw = out
-        eps = (x_t - row[2] * x0_raw) / row[3]
-        x0 = x0_raw.clamp(-clip, clip) if clip is not None else x0_raw
-    x_prev = row[4] * x0 + row[5] * x_t + row[6] * eps
+        eps, x0 = (x_t - a * out) / b, out
+    # eps stays the unclipped one, as the reference samplers do.
+    if clip is not None:
+        x0 = x0.clamp(-clip, clip)
+    x_prev = p * x0 + q * x_t + r * eps
     if noise is not None:
-        x_prev = x_prev + row[7] * noise
+        x_prev = x_prev + s * noise
     return x_prev
 
 
@@ -158,7 +155,7 @@ def denoise(
     `guide(i, x_t, x_prev)` may rewrite each step's result (used for inpainting in real-time chunking).
     """
     x = x_T
-    stochastic = bool((table.coef[:, 7] != 0).any())
+    stochastic = bool((table.coef[:, 5] != 0).any())
     t_batch = table.timesteps.view(-1, 1).expand(-1, x.shape[0])
     for i in range(table.timesteps.shape[0]):
         row = table.coef[i]

@@ -1,0 +1,251 @@
+"""Behaviour of both policy types: shapes, gradients, learning, EMA, chunking, save/load, guards."""
+
+import copy
+
+import pytest
+import torch
+
+from conftest import POLICY_TYPES, make_batch, make_config, make_policy
+from lerobot_policy_diffusion_plus.ema import ema_decay
+from lerobot_policy_diffusion_plus.errors import CheckpointError, ObservationError
+
+
+@pytest.mark.parametrize("policy_type", POLICY_TYPES)
+@pytest.mark.parametrize("layout", ["state_only", "one_camera", "two_cameras"])
+def test_shapes_and_gradients(policy_type, layout):
+    config = make_config(policy_type, layout)
+    policy = make_policy(config)
+    batch = make_batch(config)
+    loss, _ = policy(batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    trainable = [p for p in policy.model.parameters() if p.requires_grad]
+    assert all(p.grad is not None for p in trainable), "every trainable weight gets a gradient"
+    assert all(not p.requires_grad for p in policy.ema.model.parameters())
+    policy.eval()
+    chunk = policy.predict_action_chunk({k: v for k, v in batch.items() if k.startswith("observation")})
+    assert chunk.shape == (3, config.n_action_steps, 2)
+    policy.reset()
+    action = policy.select_action(make_batch(config, time_axis=False))
+    assert action.shape == (3, 2)
+
+
+@pytest.mark.parametrize("policy_type", POLICY_TYPES)
+def test_loss_decreases_on_a_tiny_batch(policy_type):
+    torch.manual_seed(0)
+    config = make_config(policy_type, p_drop_attn=0.0) if policy_type.endswith("transformer") else make_config(policy_type)
+    policy = make_policy(config)
+    batch = make_batch(config, batch_size=8)
+    optimizer = torch.optim.AdamW(policy.get_optim_params(), lr=1e-3)
+
+    def mean_loss():
+        torch.manual_seed(123)  # same noise and timesteps each time
+        with torch.no_grad():
+            return sum(policy(batch)[0].item() for _ in range(8)) / 8
+
+    before = mean_loss()
+    for _ in range(150):
+        loss, _ = policy(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert mean_loss() < 0.5 * before
+
+
+def test_ema_follows_the_reference_schedule():
+    assert ema_decay(0, 1.0, 0.75, 0.9999) == 0.0
+    assert ema_decay(1, 1.0, 0.75, 0.9999) == 0.0
+    assert ema_decay(2, 1.0, 0.75, 0.9999) == pytest.approx(1 - 2**-0.75)
+    assert ema_decay(11, 1.0, 0.75, 0.9999) == pytest.approx(1 - 11**-0.75)
+    assert ema_decay(10**9, 1.0, 0.75, 0.9999) == 0.9999
+
+
+@pytest.mark.parametrize("policy_type", POLICY_TYPES)
+def test_update_averages_weights_and_actions_use_them(policy_type):
+    config = make_config(policy_type, noise_scheduler_type="DDIM", num_inference_steps=10)
+    policy = make_policy(config)
+    live = dict(policy.model.named_parameters())
+    averaged = dict(policy.ema.model.named_parameters())
+    name = next(iter(live))
+    for step in range(3):
+        expected = averaged[name].detach().clone()
+        with torch.no_grad():
+            live[name].add_(1.0)
+        decay = ema_decay(step, config.ema_inv_gamma, config.ema_power, config.ema_max_decay)
+        expected = decay * expected + (1 - decay) * live[name]
+        policy.update()
+        torch.testing.assert_close(averaged[name], expected)
+    assert int(policy.ema.step) == 3
+    # Actions come from the averaged weights: perturbing the live ones changes nothing.
+    policy.eval()
+    obs = {k: v for k, v in make_batch(config).items() if k.startswith("observation")}
+    noise = torch.randn(3, config.horizon, 2)
+    before = policy.predict_action_chunk(obs, noise=noise)
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(torch.randn_like(p))
+    torch.testing.assert_close(policy.predict_action_chunk(obs, noise=noise), before)
+
+
+def test_without_ema_the_live_weights_act():
+    config = make_config("diffusion_plus", use_ema=False, noise_scheduler_type="DDIM", num_inference_steps=10)
+    policy = make_policy(config).eval()
+    assert policy.ema is None
+    policy.update()  # a no-op, still safe to call from lerobot-train
+    obs = {k: v for k, v in make_batch(config).items() if k.startswith("observation")}
+    noise = torch.randn(3, config.horizon, 2)
+    before = policy.predict_action_chunk(obs, noise=noise)
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(torch.randn_like(p))
+    assert not torch.allclose(policy.predict_action_chunk(obs, noise=noise), before)
+
+
+@pytest.mark.parametrize("policy_type", POLICY_TYPES)
+def test_save_load_round_trip_is_exact(policy_type, tmp_path):
+    config = make_config(policy_type, "one_camera", noise_scheduler_type="DDIM", num_inference_steps=10)
+    policy = make_policy(config)
+    batch = make_batch(config)
+    optimizer = torch.optim.AdamW(policy.get_optim_params(), lr=1e-3)
+    for _ in range(3):
+        loss, _ = policy(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        policy.update()
+    policy.save_pretrained(tmp_path)
+    loaded = type(policy).from_pretrained(tmp_path, strict=True)
+    assert type(loaded.config) is type(config)
+    state, loaded_state = policy.state_dict(), loaded.state_dict()
+    assert state.keys() == loaded_state.keys() and any(k.startswith("ema.") for k in state)
+    for key in state:
+        torch.testing.assert_close(loaded_state[key], state[key], msg=key)
+    policy.eval()
+    obs = {k: v for k, v in batch.items() if k.startswith("observation")}
+    noise = torch.randn(3, config.horizon, 2)
+    torch.testing.assert_close(loaded.predict_action_chunk(obs, noise=noise), policy.predict_action_chunk(obs, noise=noise))
+
+
+def test_chunking_follows_the_reference_layout():
+    """Actions n_obs_steps-1 .. n_obs_steps-1+n_action_steps of the horizon are executed, one per call."""
+    config = make_config("diffusion_plus", noise_scheduler_type="DDIM", num_inference_steps=10)
+    policy = make_policy(config).eval()
+    obs = make_batch(config, batch_size=1, time_axis=False)
+    noise = torch.randn(1, config.horizon, 2)
+    full = policy.predict_action_chunk({k: v.unsqueeze(1).repeat(1, 2, 1) for k, v in obs.items() if k.startswith("observation")}, noise=noise)
+    policy.reset()
+    first = policy.select_action(obs, noise=noise)
+    rest = [policy.select_action(obs) for _ in range(config.n_action_steps - 1)]
+    torch.testing.assert_close(torch.stack([first, *rest], dim=1), full)
+    assert len(policy._action_queue) == 0
+
+
+def test_history_and_queue_stay_bounded_over_a_long_rollout():
+    config = make_config("diffusion_plus", num_inference_steps=1, noise_scheduler_type="DDIM")
+    policy = make_policy(config).eval()
+    obs = make_batch(config, batch_size=1, time_axis=False)
+    for _ in range(10_000):
+        policy.select_action(obs)
+        assert len(policy._obs_history) <= config.n_obs_steps
+        assert len(policy._action_queue) < config.n_action_steps
+
+
+def test_sampler_can_change_on_a_loaded_policy(tmp_path):
+    config = make_config("diffusion_plus")
+    make_policy(config).save_pretrained(tmp_path)
+    from lerobot_policy_diffusion_plus.modeling_diffusion_plus import DiffusionPlusPolicy
+
+    policy = DiffusionPlusPolicy.from_pretrained(
+        tmp_path, cli_overrides=["--noise_scheduler_type=DDIM", "--num_inference_steps=10"]
+    )
+    assert policy.config.noise_scheduler_type == "DDIM" and policy.config.sampler_steps == 10
+    calls = []
+    original = policy.ema.model.denoiser.forward
+    policy.ema.model.denoiser.forward = lambda *a: calls.append(1) or original(*a)
+    policy.select_action(make_batch(config, batch_size=1, time_axis=False))
+    assert len(calls) == 10
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_observation_is_refused(bad):
+    config = make_config("diffusion_plus")
+    policy = make_policy(config).eval()
+    obs = make_batch(config, batch_size=1, time_axis=False)
+    obs["observation.environment_state"][0, 3] = bad
+    with pytest.raises(ObservationError, match="observation.environment_state"):
+        policy.select_action(obs)
+
+
+def test_missing_observation_is_refused():
+    config = make_config("diffusion_plus")
+    policy = make_policy(config).eval()
+    obs = make_batch(config, batch_size=1, time_axis=False)
+    del obs["observation.state"]
+    with pytest.raises(ObservationError, match="observation.state"):
+        policy.select_action(obs)
+
+
+def test_actions_are_clamped_to_the_trained_range():
+    config = make_config("diffusion_plus", clip_sample=False)
+    policy = make_policy(config).eval()
+    with torch.no_grad():  # make the denoiser's output huge so raw samples leave [-1, 1]
+        policy.ema.model.denoiser.head[-1].bias.fill_(-50.0)
+    obs = {k: v for k, v in make_batch(config).items() if k.startswith("observation")}
+    chunk = policy.predict_action_chunk(obs)
+    assert chunk.abs().max() <= 1.0
+    policy.config.clamp_actions = False
+    assert policy.predict_action_chunk(obs).abs().max() > 1.0
+
+
+def test_mismatched_checkpoint_names_the_keys(tmp_path):
+    make_policy(make_config("diffusion_plus", down_dims=(16, 32, 64))).save_pretrained(tmp_path)
+    from lerobot_policy_diffusion_plus.modeling_diffusion_plus import DiffusionPlusPolicy
+
+    other = make_config("diffusion_plus", down_dims=(16, 32))
+    with pytest.raises(CheckpointError, match=r"model\.denoiser\.") as info:
+        DiffusionPlusPolicy.from_pretrained(tmp_path, config=other)
+    assert "do not match" in str(info.value)
+
+
+def test_corrupted_weights_fail_clearly(tmp_path):
+    make_policy(make_config("diffusion_plus")).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    from lerobot_policy_diffusion_plus.modeling_diffusion_plus import DiffusionPlusPolicy
+
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        DiffusionPlusPolicy.from_pretrained(tmp_path)
+
+
+def test_transformer_optimizer_groups_follow_the_paper():
+    config = make_config("diffusion_plus_transformer", "one_camera")
+    policy = make_policy(config)
+    groups = policy.get_optim_params()
+    by_decay = {g["weight_decay"]: g["params"] for g in groups}
+    assert set(by_decay) == {1e-3, 0.0, 1e-6}
+    decayed = {id(p) for p in by_decay[1e-3]}
+    denoiser = policy.model.denoiser
+    assert id(denoiser.pos_emb) not in decayed and id(denoiser.cond_pos_emb) not in decayed
+    assert all(id(m.weight) not in decayed for m in denoiser.modules() if isinstance(m, torch.nn.LayerNorm))
+    assert id(denoiser.head.weight) in decayed and id(denoiser.head.bias) not in decayed
+    encoder_ids = {id(p) for p in policy.model.obs_encoder.parameters()}
+    assert {id(p) for p in by_decay[1e-6]} == encoder_ids
+    every = [id(p) for g in groups for p in g["params"]]
+    assert sorted(every) == sorted(id(p) for p in policy.model.parameters())
+
+
+def test_transformer_attention_is_causal():
+    config = make_config("diffusion_plus_transformer")
+    denoiser = make_policy(config).model.denoiser.eval()
+    x = torch.randn(2, config.horizon, 2)
+    t = torch.tensor([5, 50])
+    obs = torch.randn(2, config.n_obs_steps, 18)
+    base = denoiser(x, t, obs)
+    changed = x.clone()
+    changed[:, 9] += 5.0
+    out = denoiser(changed, t, obs)
+    torch.testing.assert_close(out[:, :9], base[:, :9])  # earlier tokens never see token 9
+    assert not torch.allclose(out[:, 9:], base[:, 9:])
+    config_full = make_config("diffusion_plus_transformer", causal_attn=False)
+    full = make_policy(config_full).model.denoiser.eval()
+    assert not torch.allclose(full(changed, t, obs)[:, :9], full(x, t, obs)[:, :9])

@@ -1,0 +1,98 @@
+"""Noise schedules and samplers against diffusers (an independent implementation), step by step."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from lerobot_policy_diffusion_plus import samplers
+
+T = 100
+
+
+@pytest.mark.parametrize("beta_schedule", samplers.BETA_SCHEDULES)
+def test_alphas_cumprod_match_diffusers(beta_schedule):
+    ref = DDPMScheduler(num_train_timesteps=T, beta_schedule=beta_schedule)
+    ours = samplers.make_alphas_cumprod(beta_schedule, T, 1e-4, 0.02)
+    torch.testing.assert_close(ours, ref.alphas_cumprod, atol=1e-6, rtol=0)
+
+
+def test_add_noise_matches_diffusers():
+    ref = DDPMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2")
+    acp = samplers.make_alphas_cumprod("squaredcos_cap_v2", T, 1e-4, 0.02)
+    x0, noise = torch.randn(5, 16, 2), torch.randn(5, 16, 2)
+    t = torch.tensor([0, 1, 50, 98, 99])
+    torch.testing.assert_close(samplers.add_noise(acp, x0, noise, t), ref.add_noise(x0, noise, t), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("beta_schedule", samplers.BETA_SCHEDULES)
+@pytest.mark.parametrize("prediction_type", samplers.PREDICTION_TYPES)
+@pytest.mark.parametrize("clip_sample", [True, False])
+@pytest.mark.parametrize(
+    "sampler,steps", [("DDPM", 100), ("DDPM", 25), ("DDIM", 100), ("DDIM", 10), ("DDIM", 3), ("DDIM", 7)]
+)
+def test_every_step_matches_diffusers(beta_schedule, prediction_type, clip_sample, sampler, steps):
+    cls = DDPMScheduler if sampler == "DDPM" else DDIMScheduler
+    ref = cls(
+        num_train_timesteps=T,
+        beta_schedule=beta_schedule,
+        prediction_type=prediction_type,
+        clip_sample=clip_sample,
+        clip_sample_range=1.0,
+    )
+    ref.set_timesteps(steps)
+    acp = samplers.make_alphas_cumprod(beta_schedule, T, 1e-4, 0.02)
+    table = samplers.make_step_table(sampler, acp, steps)
+    assert table.timesteps.tolist() == ref.timesteps.tolist()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 16, 2, generator=g)
+    clip = 1.0 if clip_sample else None
+    for i, t in enumerate(ref.timesteps):
+        out = torch.randn(x.shape, generator=g) * 1.5
+        if sampler == "DDPM":
+            # diffusers draws the step noise itself: draw the same numbers from an identically seeded generator.
+            expected = ref.step(out, t, x, generator=torch.Generator().manual_seed(i)).prev_sample
+            z = torch.randn(x.shape, generator=torch.Generator().manual_seed(i))
+        else:
+            expected = ref.step(out, t, x, eta=0.0).prev_sample
+            z = None
+        got = samplers.reverse_step(table.coef[i], out, x, prediction_type, clip, z)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=f"step {i} (t={int(t)})")
+        x = expected
+
+
+def test_denoise_loop_matches_diffusers_ddim():
+    ref = DDIMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2", clip_sample=True)
+    ref.set_timesteps(10)
+    acp = samplers.make_alphas_cumprod("squaredcos_cap_v2", T, 1e-4, 0.02)
+    table = samplers.make_step_table("DDIM", acp, 10)
+    weight = torch.randn(2, 2)
+
+    def denoiser(x, t):  # any deterministic function of (x, t) will do
+        return torch.tanh(x @ weight) * (1 + t[:, None, None] / T)
+
+    x_T = torch.randn(3, 16, 2)
+    expected = x_T
+    for t in ref.timesteps:
+        expected = ref.step(denoiser(expected, t.expand(3)), t, expected).prev_sample
+    got = samplers.denoise(denoiser, x_T, table, "epsilon", 1.0)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_timesteps_must_fit_the_schedule():
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        samplers.inference_timesteps(100, 101)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        samplers.inference_timesteps(100, 0)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: samplers.make_betas("cosine", 100, 1e-4, 0.02), "beta_schedule"),
+        (lambda: samplers.make_step_table("Euler", torch.ones(10) * 0.5, 5), "noise_scheduler_type"),
+        (lambda: samplers.training_target("v_prediction", torch.ones(1), torch.ones(1)), "prediction_type"),
+    ],
+)
+def test_unknown_names_are_rejected(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
