@@ -1,0 +1,112 @@
+"""The human PushT zarr -> LeRobotDataset converter: counts, gym-pusht keypoints, physics replay, bad stores."""
+
+import numpy as np
+import pytest
+
+from conftest import ZARR
+from convert_zarr import convert, main, open_store
+from pusht_common import block_keypoints
+
+pytestmark = pytest.mark.skipif(not ZARR.exists(), reason="human PushT zarr not present")
+
+
+def test_full_store_has_the_published_size():
+    _, state, action, ends = open_store(ZARR, with_images=True)
+    assert len(ends) == 206 and ends[-1] == 25650 == len(state) == len(action)
+
+
+def _pusht_env():
+    import gymnasium as gym
+    import gym_pusht  # noqa: F401  (registers the env)
+
+    env = gym.make("gym_pusht/PushT-v0", obs_type="environment_state_agent_pos")
+    env.reset(seed=0)
+    return env.unwrapped
+
+
+def _restore(env, state):
+    # Angle before position: setting the angle rotates about the centre of mass.
+    env.agent.position = list(state[:2])
+    env.block.angle = float(state[4])
+    env.block.position = list(state[2:4])
+    env.space.step(env.dt)
+
+
+def test_keypoints_equal_gym_pusht_on_sampled_frames():
+    _, state, _, _ = open_store(ZARR, with_images=False)
+    env = _pusht_env()
+    frames = np.random.default_rng(0).choice(len(state), 25, replace=False)
+    ours = block_keypoints(state[frames, 2:5])
+    for row, i in enumerate(frames):
+        env.block.angle = float(state[i, 4])
+        env.block.position = list(state[i, 2:4])
+        theirs = env.get_keypoints(env._block_shapes).flatten()
+        np.testing.assert_allclose(ours[row], theirs, atol=1e-3)
+
+
+# 205 of the 206 episodes replay within 1 px (episode 50 is the known outlier, see shared/data/README.md).
+@pytest.mark.parametrize("episode", [0, 1, 100, 205])
+def test_recorded_actions_replay_to_recorded_states(episode):
+    _, state, action, ends = open_store(ZARR, with_images=False)
+    start = 0 if episode == 0 else ends[episode - 1]
+    end = ends[episode]
+    env = _pusht_env()
+    _restore(env, state[start])
+    worst = 0.0
+    for i in range(start, end - 1):
+        env.step(action[i])
+        now = np.array([*env.agent.position, *env.block.position])
+        worst = max(worst, np.abs(now - state[i + 1, :4]).max())
+    assert worst < 1.0, f"episode {episode} drifted {worst:.2f} px"
+
+
+def test_converted_dataset_loads_with_the_expected_features(tmp_path):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = tmp_path / "two"
+    frames = convert(ZARR, root, episodes=2, with_images=True, force=False)
+    ds = LeRobotDataset("local/pusht", root=root)
+    assert ds.num_episodes == 2 and ds.num_frames == frames and ds.fps == 10
+    item = ds[5]
+    assert item["observation.state"].shape == (2,)
+    assert item["observation.environment_state"].shape == (16,)
+    assert item["observation.image"].shape == (3, 96, 96)
+    assert item["action"].shape == (2,)
+    _, state, _, _ = open_store(ZARR, with_images=False)
+    np.testing.assert_allclose(item["observation.environment_state"].numpy(), block_keypoints(state[5:6, 2:5])[0], atol=1e-4)
+    with pytest.raises(SystemExit, match="already exists"):
+        main(["--zarr", str(ZARR), "--root", str(root), "--episodes", "1"])
+
+
+def _fake_store(path, n=20, drop=None, bad_length=False, nan=False):
+    import zarr
+
+    root = zarr.open(str(path), mode="w")
+    state = np.random.rand(n, 5).astype(np.float32) * 100
+    if nan:
+        state[3, 1] = np.nan
+    arrays = {
+        "data/state": state,
+        "data/action": np.random.rand(n - 1 if bad_length else n, 2).astype(np.float32),
+        "data/img": np.zeros((n, 96, 96, 3), np.float32),
+        "meta/episode_ends": np.array([10, n], dtype=np.int64),
+    }
+    for name, value in arrays.items():
+        if name != drop:
+            root[name] = value
+    return path
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"drop": "data/action"}, "lacks array"),
+        ({"bad_length": True}, "mismatched lengths"),
+        ({"nan": True}, "non-finite"),
+    ],
+)
+def test_bad_stores_fail_with_a_clear_message(tmp_path, kwargs, message):
+    store = _fake_store(tmp_path / "bad.zarr", **kwargs)
+    with pytest.raises(SystemExit, match=message):
+        convert(store, tmp_path / "out", episodes=None, with_images=True, force=False)
+    assert not (tmp_path / "out").exists(), "nothing is written for a bad store"
