@@ -67,6 +67,11 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
             config.beta_schedule, config.num_train_timesteps, config.beta_start, config.beta_end
         )
         self.register_buffer("alphas_cumprod", acp, persistent=False)
+        # Training noise comes from a generator seeded per step from these two saved numbers, not from the
+        # global RNG: lerobot-train draws from the global RNG when it rebuilds its data iterator on resume,
+        # which would otherwise shift every later noise sample and make a resumed run diverge.
+        self.register_buffer("noise_seed", torch.randint(0, 2**62, ()))
+        self.register_buffer("noise_step", torch.zeros((), dtype=torch.long))
         self._step_tables: dict[tuple, samplers.StepTable] = {}
         self.reset()
 
@@ -90,14 +95,21 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         cfg = self.config
         x0 = batch[ACTION]
         obs = self.model.obs_encoder(batch)
-        noise = torch.randn_like(x0)
-        t = torch.randint(0, cfg.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        g = self._step_generator(x0.device)
+        noise = torch.randn(x0.shape, generator=g, device=x0.device, dtype=x0.dtype)
+        t = torch.randint(0, cfg.num_train_timesteps, (x0.shape[0],), generator=g, device=x0.device)
         out = self.model(samplers.add_noise(self.alphas_cumprod, x0, noise, t), t, obs)
         loss = F.mse_loss(out, samplers.training_target(cfg.prediction_type, x0, noise), reduction="none")
         if cfg.do_mask_loss_for_padding and "action_is_pad" in batch:
             keep = ~batch["action_is_pad"].unsqueeze(-1)
             return (loss * keep).sum() / (keep.sum() * loss.shape[-1]).clamp(min=1), None
         return loss.mean(), None
+
+    def _step_generator(self, device: torch.device) -> torch.Generator:
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        seed = (int(self.noise_seed) + int(self.noise_step) * 1_000_003 + rank * 7_919) % 2**63
+        self.noise_step += 1
+        return torch.Generator(device=device).manual_seed(seed)
 
     def update(self) -> None:
         """Called by lerobot-train after every optimizer step: advance the EMA."""
