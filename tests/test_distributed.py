@@ -1,0 +1,40 @@
+"""Multi-process training on CPU (gloo): LeRobot's torchrun path, and EMA agreement across ranks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli import BIN, SMALL_ARGS, run_cli, train_args
+from conftest import POLICY_TYPES
+
+HERE = Path(__file__).parent
+
+
+@pytest.mark.parametrize("policy_type", POLICY_TYPES)
+def test_ema_is_identical_across_ddp_ranks(policy_type):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    result = subprocess.run(
+        [str(BIN / "torchrun"), "--nproc-per-node=2", str(HERE / "ddp_ema_check.py"), policy_type],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "EMA identical on 2 ranks" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "policy_type", [POLICY_TYPES[0], pytest.param(POLICY_TYPES[1], marks=pytest.mark.slow)]
+)
+def test_torchrun_lerobot_train_two_processes(policy_type, pusht_dataset, tmp_path):
+    """`torchrun --nproc-per-node=2 $(which lerobot-train) ... --policy.device=cpu` trains, and the checkpoint loads."""
+    out = tmp_path / "ddp"
+    args = train_args(policy_type, pusht_dataset, out, 10, *SMALL_ARGS[policy_type], "--batch_size=8")
+    result = run_cli("torchrun", "--nproc-per-node=2", str(BIN / "lerobot-train"), *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Effective batch size: 8 x 2 = 16" in result.stdout + result.stderr
+    from lerobot.policies.factory import get_policy_class
+
+    policy = get_policy_class(policy_type).from_pretrained(out / "checkpoints" / "last" / "pretrained_model")
+    assert int(policy.ema.step) == 10
