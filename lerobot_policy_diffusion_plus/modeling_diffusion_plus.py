@@ -50,8 +50,11 @@ class DiffusionPlusModel(nn.Module):
 class DiffusionPlusPolicy(PreTrainedPolicy):
     config_class = DiffusionPlusConfig
     name = "diffusion_plus"
-    # Under FSDP, shard the transformer per decoder block (read by accelerate's auto-wrap policy).
+    # The repeated block to wrap/shard under FSDP: accelerate's transformer auto-wrap policy reads
+    # `_no_split_modules`; `_fsdp_wrap_modules` names the same for LeRobot versions that ask for it
+    # (0.6.1 itself has no FSDP flag).
     _no_split_modules = [DecoderBlock.__name__]
+    _fsdp_wrap_modules = {DecoderBlock}
 
     def __init__(self, config: DiffusionPlusBaseConfig, **kwargs):
         super().__init__(config)

@@ -77,28 +77,29 @@ def test_update_averages_weights_and_actions_use_them(policy_type):
         torch.testing.assert_close(averaged[name], expected)
     assert int(policy.ema.step) == 3
     # Actions come from the averaged weights: perturbing the live ones changes nothing.
-    policy.eval()
-    obs = {k: v for k, v in make_batch(config).items() if k.startswith("observation")}
-    noise = torch.randn(3, config.horizon, 2)
-    before = policy.predict_action_chunk(obs, noise=noise)
-    with torch.no_grad():
-        for p in policy.model.parameters():
-            p.add_(torch.randn_like(p))
-    torch.testing.assert_close(policy.predict_action_chunk(obs, noise=noise), before)
+    before, after = _chunks_around_live_weight_change(policy)
+    torch.testing.assert_close(after, before)
 
 
 def test_without_ema_the_live_weights_act():
     config = make_config("diffusion_plus", use_ema=False, noise_scheduler_type="DDIM", num_inference_steps=10)
-    policy = make_policy(config).eval()
+    policy = make_policy(config)
     assert policy.ema is None
     policy.update()  # a no-op, still safe to call from lerobot-train
-    obs = {k: v for k, v in make_batch(config).items() if k.startswith("observation")}
-    noise = torch.randn(3, config.horizon, 2)
+    before, after = _chunks_around_live_weight_change(policy)
+    assert not torch.allclose(after, before)
+
+
+def _chunks_around_live_weight_change(policy):
+    """Action chunks for the same observation and noise, before and after perturbing the live weights."""
+    policy.eval()
+    obs = {k: v for k, v in make_batch(policy.config).items() if k.startswith("observation")}
+    noise = torch.randn(3, policy.config.horizon, 2)
     before = policy.predict_action_chunk(obs, noise=noise)
     with torch.no_grad():
         for p in policy.model.parameters():
             p.add_(torch.randn_like(p))
-    assert not torch.allclose(policy.predict_action_chunk(obs, noise=noise), before)
+    return before, policy.predict_action_chunk(obs, noise=noise)
 
 
 @pytest.mark.parametrize("policy_type", POLICY_TYPES)
