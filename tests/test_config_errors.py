@@ -58,6 +58,23 @@ def test_lerobot_train_shows_the_reason(case, cli_results):
     assert "Creating dataset" not in shown
 
 
+def test_crop_larger_than_the_camera_is_named_by_lerobot_train(tmp_path):
+    """Checked once the dataset's image size is known, before the model is built."""
+    from conftest import ZARR
+    from convert_zarr import convert
+
+    if not ZARR.exists():
+        pytest.skip("human PushT zarr not present")
+    convert(ZARR, tmp_path / "img", episodes=1, with_images=True, force=False)
+    result = run_cli("lerobot-train", "--policy.type=diffusion_plus", "--policy.device=cpu",
+                     "--policy.push_to_hub=false", "--dataset.repo_id=local/pusht", f"--dataset.root={tmp_path / 'img'}",
+                     f"--output_dir={tmp_path / 'out'}", "--policy.crop_shape=[100,100]", timeout=300)
+    assert result.returncode != 0
+    shown = result.stdout + result.stderr
+    assert "crop_shape=(100, 100)" in shown and "at most the image size (96, 96)" in shown, shown[-2000:]
+    assert "Creating optimizer" not in shown
+
+
 FEATURE_CASES = {
     "no_observation": ({}, {"action": PolicyFeature(FeatureType.ACTION, (2,))}, "input_features"),
     "no_action": ({"observation.state": PolicyFeature(FeatureType.STATE, (2,))}, {}, "output_features"),

@@ -250,3 +250,19 @@ def test_transformer_attention_is_causal():
     config_full = make_config("diffusion_plus_transformer", causal_attn=False)
     full = make_policy(config_full).model.denoiser.eval()
     assert not torch.allclose(full(changed, t, obs)[:, :9], full(x, t, obs)[:, :9])
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    """Weights come from safetensors and settings from JSON: pickle is never involved."""
+    import pickle
+
+    make_policy(make_config("diffusion_plus")).save_pretrained(tmp_path)
+    from lerobot_policy_diffusion_plus.modeling_diffusion_plus import DiffusionPlusPolicy
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling attempted while loading a policy")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    assert DiffusionPlusPolicy.from_pretrained(tmp_path).ema is not None

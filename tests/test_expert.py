@@ -1,0 +1,76 @@
+"""The scripted PushT expert: it solves fresh seeds, its frames hold gym-pusht's keypoints, and the dataset it
+writes loads like the converter's."""
+
+import numpy as np
+import pytest
+
+from generate_expert import main, run_episode
+from pusht_common import FPS, TASK, block_keypoints, dataset_features
+
+FRESH_SEEDS = range(5000, 5010)  # far from the seeds the planner was tuned on (0-49)
+
+
+@pytest.fixture(scope="module")
+def episodes() -> dict[int, dict]:
+    return {seed: run_episode(seed) for seed in FRESH_SEEDS}
+
+
+def test_expert_solves_fresh_seeds(episodes):
+    # >= 90% over 50 seeds is the target; 80% leaves room for small-sample noise on 10.
+    success = np.mean([e["success"] for e in episodes.values()])
+    mean_length = np.mean([e["length"] for e in episodes.values()])
+    assert success >= 0.8, f"success rate {success:.2f}"
+    assert mean_length < 200, f"mean length {mean_length:.1f}"
+
+
+def test_frames_hold_gym_pusht_keypoints_of_the_block(episodes):
+    from gym_pusht.envs.pusht import PushTEnv
+    from pymunk import Space
+
+    episode = episodes[FRESH_SEEDS[0]]
+    assert len(episode["frames"]) == len(episode["block_poses"]) == episode["length"]
+    poses = np.array(episode["block_poses"])
+    recorded = np.array([f["observation.environment_state"] for f in episode["frames"]])
+    for pose, keypoints in zip(poses[::10], recorded[::10]):
+        _, shapes = PushTEnv.add_tee(Space(), tuple(pose[:2]), pose[2])  # sets the angle before the position
+        np.testing.assert_allclose(keypoints, PushTEnv.get_keypoints(shapes).flatten(), atol=1e-3)
+    np.testing.assert_allclose(recorded, block_keypoints(poses), atol=1e-3)
+    actions = np.array([f["action"] for f in episode["frames"]])
+    assert actions.dtype == np.float32 and actions.min() >= 0 and actions.max() <= 512
+
+
+def test_noise_perturbs_actions_reproducibly(episodes):
+    a = run_episode(FRESH_SEEDS[0], noise=5.0, rng=np.random.default_rng(1))
+    b = run_episode(FRESH_SEEDS[0], noise=5.0, rng=np.random.default_rng(1))
+    clean = episodes[FRESH_SEEDS[0]]
+    first = [np.array([f["action"] for f in e["frames"][:5]]) for e in (a, b, clean)]
+    np.testing.assert_array_equal(first[0], first[1])
+    assert not np.allclose(first[0], first[2])
+
+
+def test_cli_writes_a_dataset_like_the_converter(tmp_path, capsys, episodes):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = tmp_path / "expert"
+    seed = FRESH_SEEDS[0]
+    main(["--root", str(root), "--episodes", "2", "--seed", str(seed), "--no-images"])
+    expected = [episodes[seed], episodes[seed + 1]]
+    successes = sum(e["success"] for e in expected)
+    mean_length = np.mean([e["length"] for e in expected])
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    expected_line = f"success rate {successes / 2:.2f} ({successes}/2), mean length {mean_length:.1f} steps"
+    assert last_line == expected_line
+
+    ds = LeRobotDataset("local/pusht_expert", root=root)
+    assert ds.num_episodes == 2 and ds.num_frames == sum(e["length"] for e in expected) and ds.fps == FPS
+    for key, feature in dataset_features(with_images=False).items():
+        assert ds.features[key]["dtype"] == feature["dtype"]
+        assert tuple(ds.features[key]["shape"]) == feature["shape"]
+    assert "observation.image" not in ds.features
+    item = ds[3]
+    assert item["task"] == TASK
+    assert item["observation.state"].shape == (2,) and item["action"].shape == (2,)
+    recorded = expected[0]["frames"][3]["observation.environment_state"]
+    np.testing.assert_allclose(item["observation.environment_state"].numpy(), recorded)
+    with pytest.raises(SystemExit, match="already exists"):
+        main(["--root", str(root), "--episodes", "1", "--no-images"])
