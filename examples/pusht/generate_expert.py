@@ -9,7 +9,9 @@ T to it, then push into the edge. Each push step is scored by how much it shrink
 T's keypoints and the goal's, per step spent; reaching gym-pusht's success wins outright. The expert executes
 the best approach + push, which happens exactly as simulated (same physics, same arithmetic), and plans again.
 
-Every episode is recorded, successful or not, with the features of `pusht_common.dataset_features`.
+--noise X adds Gaussian noise (std X px) to every action, for more varied demos; planning again after each
+push lets the expert recover. Every episode is recorded, successful or not, with the features of
+`pusht_common.dataset_features`.
 """
 
 from __future__ import annotations
@@ -320,7 +322,8 @@ def make_frame(obs: dict, env, action: np.ndarray, with_images: bool) -> dict:
 def run_episode(seed: int, noise: float = 0.0, rng: np.random.Generator | None = None,
                 with_images: bool = False) -> dict:
     """One expert episode from reset(seed). Returns success, length (steps), the dataset frames and the block
-    pose (x, y, angle) at each frame. `noise` (px) is the std of Gaussian noise added to every action."""
+    pose (x, y, angle) at each frame. `noise` (px) is the std of Gaussian noise added to every action, drawn
+    from `rng` (default: seeded with `seed`, so an episode is reproducible)."""
     rng = rng if rng is not None else np.random.default_rng(seed)
     env = make_env(with_images)
     obs, _ = env.reset(seed=seed)
@@ -345,10 +348,9 @@ def generate(root: Path, episodes: int, seed: int, with_images: bool = True, noi
              force: bool = False, repo_id: str = "local/pusht_expert") -> dict:
     """Record expert episodes from seeds seed .. seed + episodes - 1; returns success rate and mean length."""
     dataset = create_dataset(root, repo_id, with_images, force)
-    rng = np.random.default_rng(seed)
     successes, lengths = 0, []
     for i in tqdm(range(episodes), desc="episodes", unit="ep"):
-        result = run_episode(seed + i, noise, rng, with_images)
+        result = run_episode(seed + i, noise, with_images=with_images)
         for frame in result["frames"]:
             dataset.add_frame(frame)
         dataset.save_episode()
@@ -371,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--root", type=Path, required=True, help="output dataset folder")
     parser.add_argument("--episodes", type=int, required=True)
-    parser.add_argument("--seed", type=int, default=0, help="episode i starts from env.reset(seed=SEED + i)")
+    parser.add_argument("--seed", type=int, required=True, help="episode i starts from reset(seed=SEED + i)")
     parser.add_argument("--no-images", action="store_true", help="skip observation.image (keypoints only)")
     parser.add_argument("--noise", type=float, default=0.0, help="std (px) of Gaussian action noise")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --root")
