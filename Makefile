@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export WANDB_MODE := disabled
 
-# Demo knobs (see README): DATA=auto uses the human demos when ../shared has them, else the scripted expert.
-DATA ?= auto
+# Demo knobs (see README): DATA=expert (default, needs nothing) or DATA=human (the zarr in ../shared).
+DATA ?= expert
 DEMO_DIR ?= demo_out
 DEMO_STEPS ?= 3000
-DEMO_EPISODES ?= 20
+DEMO_EPISODES ?= 100
+EVAL_EPISODES ?= 20
 
 .PHONY: install test test-all demo clean
 
@@ -30,7 +31,7 @@ test-all: $(VENV)/.installed
 	$(PY) -m pytest -m ''
 
 demo: $(VENV)/.installed
-	DATA=$(DATA) DEMO_DIR=$(DEMO_DIR) DEMO_STEPS=$(DEMO_STEPS) DEMO_EPISODES=$(DEMO_EPISODES) \
+	DATA=$(DATA) DEMO_DIR=$(DEMO_DIR) DEMO_STEPS=$(DEMO_STEPS) DEMO_EPISODES=$(DEMO_EPISODES) EVAL_EPISODES=$(EVAL_EPISODES) \
 		bash examples/pusht/demo.sh $(VENV)
 
 clean:

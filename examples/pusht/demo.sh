@@ -4,7 +4,7 @@
 set -euo pipefail
 VENV=${1:-.venv}
 PY=$VENV/bin/python
-DATA=${DATA:-auto}
+DATA=${DATA:-expert}
 DEMO_DIR=${DEMO_DIR:-demo_out}
 DEMO_STEPS=${DEMO_STEPS:-3000}
 DEMO_EPISODES=${DEMO_EPISODES:-100}

@@ -1,0 +1,98 @@
+"""Per-chunk latency through `select_action` after `reset()` (the lerobot-eval / lerobot-rollout path), batch 1,
+for diffusion_plus, diffusion_plus_transformer and LeRobot's own `diffusion` at the same U-Net size, the same
+PushT keypoint features, the same sampler and step count, interleaved in one process. Prints ratios.
+
+    python benchmarks/latency.py [--sizes small large] [--samplers DDIM-10 DDPM-100] [--repeats 20] [--device cpu]
+                                 [--json out.json] [--plot out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from lerobot.configs import FeatureType, PolicyFeature
+from lerobot.policies.factory import get_policy_class, make_policy_config
+
+import lerobot_policy_diffusion_plus  # noqa: F401  (registers the plugin types)
+
+SIZES = {"small": [64, 128, 256], "large": [256, 512, 1024]}  # 4.5M and 63.5M in LeRobot's diffusion
+FEATURES = {
+    "observation.state": PolicyFeature(FeatureType.STATE, (2,)),
+    "observation.environment_state": PolicyFeature(FeatureType.ENV, (16,)),
+}
+ACTION = {"action": PolicyFeature(FeatureType.ACTION, (2,))}
+
+
+def build(policy_type: str, size: str, sampler: str, steps: int, device: str):
+    common = dict(device=device, input_features=dict(FEATURES), output_features=dict(ACTION),
+                  n_obs_steps=2, horizon=16, n_action_steps=8,
+                  noise_scheduler_type=sampler, num_inference_steps=steps)
+    if policy_type == "diffusion_plus_transformer":
+        config = make_policy_config(policy_type, **common)  # paper size (8 layers, 256-d)
+    else:
+        config = make_policy_config(policy_type, down_dims=tuple(SIZES[size]), **common)
+    policy = get_policy_class(policy_type)(config).to(device).eval()
+    return policy
+
+
+def chunk_latency(policy, device: str) -> float:
+    obs = {"observation.state": torch.randn(1, 2, device=device),
+           "observation.environment_state": torch.randn(1, 16, device=device)}
+    policy.reset()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    policy.select_action(obs)  # an empty queue: this call samples a whole chunk
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def measure(sizes, samplers, repeats, device):
+    rows = []
+    for size in sizes:
+        for spec in samplers:
+            sampler, steps = spec.split("-")
+            types = ["diffusion", "diffusion_plus"] + (["diffusion_plus_transformer"] if size == sizes[0] else [])
+            policies = {t: build(t, size, sampler, int(steps), device) for t in types}
+            times = {t: [] for t in types}
+            for t in types:  # warm-up (lazy tables, allocator, compiled paths)
+                for _ in range(2):
+                    chunk_latency(policies[t], device)
+            for _ in range(repeats):  # interleaved so drift affects all alike
+                for t in types:
+                    times[t].append(chunk_latency(policies[t], device))
+            base = statistics.median(times["diffusion"])
+            for t in types:
+                med = statistics.median(times[t])
+                params = sum(p.numel() for p in (policies[t].model if hasattr(policies[t], "model") else policies[t].diffusion).parameters())
+                rows.append({"policy": t, "size": size, "params_M": round(params / 1e6, 2), "sampler": spec,
+                             "median_ms": round(med * 1e3, 2), "ratio_vs_diffusion": round(med / base, 3)})
+                print(f"{size:5s} {spec:9s} {t:27s} {params / 1e6:6.1f}M {med * 1e3:8.2f} ms  x{med / base:.3f}")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["small", "large"], choices=list(SIZES))
+    parser.add_argument("--samplers", nargs="+", default=["DDIM-10", "DDPM-100"])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, device {args.device}")
+    rows = measure(args.sizes, args.samplers, args.repeats, args.device)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch": torch.__version__, "device": args.device, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
