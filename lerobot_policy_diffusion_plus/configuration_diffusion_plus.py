@@ -74,6 +74,7 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     optimizer_betas: tuple[float, float] = (0.95, 0.999)
     optimizer_eps: float = 1e-8
     optimizer_weight_decay: float = 1e-6
+    optimizer_encoder_weight_decay: float = 1e-6
     optimizer_grad_clip_norm: float = 10.0
     scheduler_warmup_steps: int = 500
 
@@ -113,12 +114,30 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
             raise ConfigError("crop_shape", self.crop_shape, "None or two positive integers (H, W)")
         if not 0.0 <= self.ema_max_decay < 1.0:
             raise ConfigError("ema_max_decay", self.ema_max_decay, "a number in [0, 1)")
+        if self.ema_inv_gamma <= 0 or self.ema_power <= 0:
+            raise ConfigError("ema_inv_gamma/ema_power", (self.ema_inv_gamma, self.ema_power), "positive numbers")
+        if not 0.0 < self.beta_start < self.beta_end < 1.0:
+            raise ConfigError("beta_start/beta_end", (self.beta_start, self.beta_end), "0 < beta_start < beta_end < 1")
+        if self.clip_sample and self.clip_sample_range <= 0:
+            raise ConfigError("clip_sample_range", self.clip_sample_range, "a positive number")
+        action_norm = self.normalization_mapping.get("ACTION")
+        if self.clip_sample and action_norm is not NormalizationMode.MIN_MAX:
+            # Clipping to [-1, 1] only means "the trained range" when actions are min/max normalised.
+            raise ConfigError(
+                "clip_sample", self.clip_sample, f"false when ACTION normalisation is {action_norm} (not MIN_MAX)"
+            )
+        if self.pretrained_backbone_weights and self.use_group_norm:
+            raise ConfigError(
+                "use_group_norm", self.use_group_norm,
+                "false with pretrained_backbone_weights (GroupNorm would discard the pretrained BatchNorm layers)",
+            )
 
     def validate_features(self) -> None:
         """Checks that need the dataset's features; LeRobot fills them in before building the policy."""
         if self.action_feature is None:
             raise ConfigError("output_features", list(self.output_features or {}), "a feature named 'action'")
-        if not (self.robot_state_feature or self.env_state_feature or self.image_features):
+        usable = (FeatureType.STATE, FeatureType.ENV, FeatureType.VISUAL)
+        if not any(ft.type in usable for ft in (self.input_features or {}).values()):
             raise ConfigError(
                 "input_features",
                 list(self.input_features or {}),
@@ -196,6 +215,8 @@ class DiffusionPlusConfig(DiffusionPlusBaseConfig):
         bad_groups = [d for d in self.down_dims if d % self.n_groups]
         if self.n_groups < 1 or bad_groups:
             raise ConfigError("n_groups", self.n_groups, f"a divisor of every entry of down_dims={self.down_dims}")
+        if self.diffusion_step_embed_dim < 4 or self.diffusion_step_embed_dim % 2:
+            raise ConfigError("diffusion_step_embed_dim", self.diffusion_step_embed_dim, "an even integer >= 4")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ConfigError("kernel_size", self.kernel_size, "an odd integer >= 1 (keeps the length)")
         # Each level but the last halves the time axis, so that many halvings must divide the horizon.
@@ -224,7 +245,6 @@ class DiffusionPlusTransformerConfig(DiffusionPlusBaseConfig):
     # The paper's transformer recipe: AdamW (0.9, 0.95), decay 1e-3 on weight matrices, 1000 warmup steps.
     optimizer_betas: tuple[float, float] = (0.9, 0.95)
     optimizer_weight_decay: float = 1e-3
-    optimizer_encoder_weight_decay: float = 1e-6
     scheduler_warmup_steps: int = 1000
 
     @property
@@ -236,8 +256,8 @@ class DiffusionPlusTransformerConfig(DiffusionPlusBaseConfig):
         for name in ("n_layer", "n_head", "n_emb"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "an integer >= 1")
-        if self.n_emb % self.n_head:
-            raise ConfigError("n_emb", self.n_emb, f"a multiple of n_head={self.n_head}")
+        if self.n_emb % self.n_head or self.n_emb % 2:
+            raise ConfigError("n_emb", self.n_emb, f"an even multiple of n_head={self.n_head}")
         if self.n_cond_layers < 0:
             raise ConfigError("n_cond_layers", self.n_cond_layers, "an integer >= 0")
         for name in ("p_drop_emb", "p_drop_attn"):

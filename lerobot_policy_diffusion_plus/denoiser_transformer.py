@@ -26,13 +26,13 @@ class Attention(nn.Module):
         self.proj = nn.Linear(n_emb, n_emb)
         self.resid_drop = nn.Dropout(p_drop)
 
-    def forward(self, x: Tensor, context: Tensor, causal: bool = False) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor, causal: bool = False, mask: Tensor | None = None) -> Tensor:
         B, T, C = x.shape
         H = self.n_head
         q = self.query(x).view(B, T, H, C // H).transpose(1, 2)
         k, v = self.key_value(context).view(B, -1, 2, H, C // H).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.p_drop if self.training else 0.0, is_causal=causal
+            q, k, v, attn_mask=mask, dropout_p=self.p_drop if self.training else 0.0, is_causal=causal
         )
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))
 
@@ -47,13 +47,13 @@ class DecoderBlock(nn.Module):
         self.self_attn = Attention(n_emb, n_head, p_drop)
         self.cross_attn = Attention(n_emb, n_head, p_drop)
         self.mlp = nn.Sequential(
-            nn.Linear(n_emb, 4 * n_emb), nn.GELU(), nn.Linear(4 * n_emb, n_emb), nn.Dropout(p_drop)
+            nn.Linear(n_emb, 4 * n_emb), nn.GELU(), nn.Dropout(p_drop), nn.Linear(4 * n_emb, n_emb), nn.Dropout(p_drop)
         )
 
-    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+    def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor | None = None) -> Tensor:
         h = self.ln_self(x)
         x = x + self.self_attn(h, h, causal=self.causal)
-        x = x + self.cross_attn(self.ln_cross(x), memory)
+        x = x + self.cross_attn(self.ln_cross(x), memory, mask=memory_mask)
         return x + self.mlp(self.ln_mlp(x))
 
 
@@ -81,6 +81,10 @@ class TransformerDenoiser(nn.Module):
         )
         self.ln_f = nn.LayerNorm(C)
         self.head = nn.Linear(C, action_dim)
+        # Causal mode also keeps action token t from observation tokens after step t, as the paper's DP-T:
+        # memory token s (0 = diffusion step, then observations) is visible to action t when s <= t + 1.
+        t, s = torch.arange(config.horizon)[:, None], torch.arange(1 + config.n_obs_steps)[None, :]
+        self.register_buffer("memory_mask", s <= t + 1 if config.causal_attn else None, persistent=False)
         self.apply(self._init_weights)
         nn.init.normal_(self.pos_emb, std=0.02)
         nn.init.normal_(self.cond_pos_emb, std=0.02)
@@ -101,8 +105,9 @@ class TransformerDenoiser(nn.Module):
         cond = torch.cat([step_token, self.cond_obs_emb(obs_features)], dim=1) + self.cond_pos_emb
         memory = self.cond_encoder(self.drop(cond))
         h = self.drop(self.input_emb(x) + self.pos_emb[:, : x.shape[1]])
+        mask = None if self.memory_mask is None else self.memory_mask[: x.shape[1]]
         for block in self.blocks:
-            h = block(h, memory)
+            h = block(h, memory, mask)
         return self.head(self.ln_f(h))
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

@@ -94,3 +94,7 @@ class UNet1dDenoiser(nn.Module):
             h = torch.cat([h, skips.pop()], dim=1)
             h = up(res2(res1(h, cond), cond))
         return self.head(h).transpose(1, 2)
+
+    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(decayed, not decayed): the reference applies its small weight decay to every U-Net weight."""
+        return list(self.parameters()), []

@@ -50,11 +50,9 @@ class DiffusionPlusModel(nn.Module):
 class DiffusionPlusPolicy(PreTrainedPolicy):
     config_class = DiffusionPlusConfig
     name = "diffusion_plus"
-    # The repeated block to wrap/shard under FSDP: accelerate's transformer auto-wrap policy reads
-    # `_no_split_modules`; `_fsdp_wrap_modules` names the same for LeRobot versions that ask for it
-    # (0.6.1 itself has no FSDP flag).
+    # The repeated block for FSDP auto-wrapping (accelerate reads `_no_split_modules`; LeRobot 0.6.1 has no
+    # FSDP flag of its own, so this is untested here).
     _no_split_modules = [DecoderBlock.__name__]
-    _fsdp_wrap_modules = {DecoderBlock}
 
     def __init__(self, config: DiffusionPlusBaseConfig, **kwargs):
         super().__init__(config)
@@ -69,7 +67,10 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         acp = samplers.make_alphas_cumprod(
             config.beta_schedule, config.num_train_timesteps, config.beta_start, config.beta_end
         )
-        self.register_buffer("alphas_cumprod", acp, persistent=False)
+        # Saved with the weights so that loading with a different schedule, horizon or target is an error
+        # instead of silently wrong actions (only the sampler and its step count may change at load time).
+        self.register_buffer("alphas_cumprod", acp)
+        self.register_buffer("trained_settings", _trained_settings(config))
         # Training noise comes from a generator seeded per step from these two saved numbers, not from the
         # global RNG: lerobot-train draws from the global RNG when it rebuilds its data iterator on resume,
         # which would otherwise shift every later noise sample and make a resumed run diverge.
@@ -83,18 +84,16 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         """Param groups: denoiser weights that decay, those that do not, and the observation encoder."""
         cfg = self.config
         denoiser = self.model.denoiser
-        decay, no_decay = denoiser.param_groups() if hasattr(denoiser, "param_groups") else (
-            list(denoiser.parameters()),
-            [],
-        )
+        decay, no_decay = denoiser.param_groups()
         groups = [
             {"params": decay, "weight_decay": cfg.optimizer_weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
-            {"params": list(self.model.obs_encoder.parameters()), "weight_decay": _encoder_decay(cfg)},
+            {"params": list(self.model.obs_encoder.parameters()), "weight_decay": cfg.optimizer_encoder_weight_decay},
         ]
         return [g for g in groups if g["params"]]
 
-    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, None]:
+    def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, None]:
+        """Denoising loss; `reduction="none"` gives one loss per sample (lerobot-train's sample weighting)."""
         cfg = self.config
         x0 = batch[ACTION]
         obs = self.model.obs_encoder(batch)
@@ -103,10 +102,12 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         t = torch.randint(0, cfg.num_train_timesteps, (x0.shape[0],), generator=g, device=x0.device)
         out = self.model(samplers.add_noise(self.alphas_cumprod, x0, noise, t), t, obs)
         loss = F.mse_loss(out, samplers.training_target(cfg.prediction_type, x0, noise), reduction="none")
+        keep = torch.ones_like(loss)
         if cfg.do_mask_loss_for_padding and "action_is_pad" in batch:
-            keep = ~batch["action_is_pad"].unsqueeze(-1)
-            return (loss * keep).sum() / (keep.sum() * loss.shape[-1]).clamp(min=1), None
-        return loss.mean(), None
+            keep = keep * ~batch["action_is_pad"].unsqueeze(-1)
+        if reduction == "none":
+            return (loss * keep).flatten(1).sum(1) / keep.flatten(1).sum(1).clamp(min=1), None
+        return (loss * keep).sum() / keep.sum().clamp(min=1), None
 
     def _step_generator(self, device: torch.device) -> torch.Generator:
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
@@ -148,6 +149,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         if self._has_time_axis(batch):
             obs = {k: batch[k] for k in self.model.obs_encoder.input_keys}
             self._check_finite(obs)
+            self._check_image_shapes(obs)
         else:
             self._push_observation(batch)
             obs = self._history()
@@ -203,10 +205,18 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         if bad:
             raise ObservationError(f"observation {bad} contains NaN or Inf; refusing to produce actions")
 
+    def _check_image_shapes(self, obs: dict[str, Tensor]) -> None:
+        for key, ft in self.config.image_features.items():
+            if tuple(obs[key].shape[-3:]) != tuple(ft.shape):
+                raise ObservationError(
+                    f"{key} has shape {tuple(obs[key].shape[-3:])}, the policy was trained on {tuple(ft.shape)}"
+                )
+
     def _push_observation(self, batch: dict[str, Tensor]) -> None:
         self._check_present(batch)
         obs = {k: batch[k] for k in self.model.obs_encoder.input_keys}
         self._check_finite(obs)
+        self._check_image_shapes(obs)
         if not self._obs_history:
             # First step after reset: repeat the observation to fill the history, as the reference.
             self._obs_history.extend([obs] * self.config.n_obs_steps)
@@ -221,10 +231,21 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
     def _load_as_safetensor(cls, model, model_file: str, map_location: str, strict: bool):
         """Load weights strictly: a mismatch or a damaged file is an error, never a half-loaded policy."""
         try:
-            state = load_file(model_file, device=str(map_location))
+            # On the CPU: from_pretrained moves the policy to its device afterwards (per rank under DDP).
+            state = load_file(model_file, device="cpu")
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"cannot read weights {model_file}: truncated or corrupted ({e})") from e
+        if model.ema is None:  # --policy.use_ema=false on an EMA checkpoint: act with the live weights
+            state = {k: v for k, v in state.items() if not k.startswith("ema.")}
         expected = model.state_dict()
+        for key, fields in (("alphas_cumprod", "beta_schedule, beta_start, beta_end, num_train_timesteps"),
+                            ("trained_settings", "horizon, n_obs_steps, prediction_type")):
+            saved, wanted = state.get(key), expected[key].cpu()
+            if saved is not None and (saved.shape != wanted.shape or not torch.allclose(saved, wanted, atol=1e-7)):
+                raise CheckpointError(
+                    f"{model_file} was trained with other {fields} than this config asks for; only "
+                    "noise_scheduler_type and num_inference_steps may change at load time"
+                )
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         wrong_shape = [
@@ -243,8 +264,9 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         return model
 
 
-def _encoder_decay(cfg: DiffusionPlusBaseConfig) -> float:
-    return getattr(cfg, "optimizer_encoder_weight_decay", cfg.optimizer_weight_decay)
+def _trained_settings(config: DiffusionPlusBaseConfig) -> Tensor:
+    kind = samplers.PREDICTION_TYPES.index(config.prediction_type)
+    return torch.tensor([config.horizon, config.n_obs_steps, kind], dtype=torch.long)
 
 
 class DiffusionPlusTransformerPolicy(DiffusionPlusPolicy):

@@ -92,9 +92,10 @@ class ObservationEncoder(nn.Module):
     def __init__(self, config):
         super().__init__()
         features = config.input_features or {}
-        # Low-dim inputs in a fixed order: robot state first, then environment state.
-        self.vector_keys = [k for k, ft in features.items() if ft.type is FeatureType.STATE and k == OBS_STATE]
-        self.vector_keys += [k for k, ft in features.items() if ft.type is FeatureType.ENV]
+        # Every low-dim input, in a fixed order: robot state, other state vectors, environment state.
+        states = sorted(k for k, ft in features.items() if ft.type is FeatureType.STATE)
+        self.vector_keys = sorted(states, key=lambda k: k != OBS_STATE)
+        self.vector_keys += sorted(k for k, ft in features.items() if ft.type is FeatureType.ENV)
         self.image_keys = sorted(config.image_features)
         dim = sum(features[k].shape[0] for k in self.vector_keys)
         self.separate = config.use_separate_rgb_encoder_per_camera

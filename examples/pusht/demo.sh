@@ -26,7 +26,7 @@ if [ ! -e "$data/meta/info.json" ]; then
     expert) step "recording $DEMO_EPISODES scripted-expert episodes"
             "$PY" examples/pusht/generate_expert.py --root "$data" --episodes "$DEMO_EPISODES" --seed 0 \
               --no-images --force ;;
-    *) echo "error: DATA must be auto, human or expert, got '$DATA'"; exit 2 ;;
+    *) echo "error: DATA must be expert, human or auto (human if the zarr exists), got '$DATA'"; exit 2 ;;
   esac
 fi
 

@@ -1,7 +1,7 @@
 """What the PushT example scripts share: gym-pusht's keypoint layout and the LeRobotDataset features.
 
 The 16-d `observation.environment_state` is exactly what gym-pusht's `get_keypoints` returns for a block
-pose (the 8 vertices of the T's two rectangles, rotated by the block angle, plus the block position), so
+pose (the 8 vertices of the T's two rectangles, rotated by the block angle and moved to the block position), so
 `lerobot-eval --env.obs_type=environment_state_agent_pos` feeds a policy what it was trained on.
 """
 
