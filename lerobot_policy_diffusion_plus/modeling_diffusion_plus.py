@@ -50,9 +50,10 @@ class DiffusionPlusModel(nn.Module):
 class DiffusionPlusPolicy(PreTrainedPolicy):
     config_class = DiffusionPlusConfig
     name = "diffusion_plus"
-    # The repeated block for FSDP auto-wrapping (accelerate reads `_no_split_modules`; LeRobot 0.6.1 has no
-    # FSDP flag of its own, so this is untested here).
+    # The repeated block for FSDP auto-wrapping: accelerate reads `_no_split_modules`, and LeRobot versions
+    # with `--parallelism.dp_shard` read `_fsdp_wrap_modules` (0.6.1 has no such flag: untested here).
     _no_split_modules = [DecoderBlock.__name__]
+    _fsdp_wrap_modules = (DecoderBlock,)
 
     def __init__(self, config: DiffusionPlusBaseConfig, **kwargs):
         super().__init__(config)

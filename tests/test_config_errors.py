@@ -30,26 +30,36 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def cli_results(tmp_path_factory):
-    """Run every bad command once, two at a time (each is mostly interpreter start-up)."""
     missing = tmp_path_factory.mktemp("nodata") / "absent"
+    return _train_each(CASES, lambda case: (CASES[case][0], missing, CASES[case][1]))
+
+
+def _train_each(cases, setup):
+    """lerobot-train once per case, two at a time (each run is mostly interpreter start-up).
+
+    `setup(case)` gives (policy type, dataset root, extra flags)."""
 
     def run(case):
-        policy_type, flags, _ = CASES[case]
+        policy_type, root, flags = setup(case)
         args = [f"--policy.type={policy_type}", "--policy.device=cpu", "--policy.push_to_hub=false",
-                "--dataset.repo_id=local/absent", f"--dataset.root={missing}", f"--output_dir={missing}_out", *flags]
+                "--dataset.repo_id=local/bad", f"--dataset.root={root}", f"--output_dir={root}_{case}_out", *flags]
         return case, run_cli("lerobot-train", *args, timeout=300)
 
     with ThreadPoolExecutor(2) as pool:
-        return dict(pool.map(run, CASES))
+        return dict(pool.map(run, cases))
+
+
+def _shown(result, expected: list[str]) -> str:
+    assert result.returncode != 0
+    shown = result.stdout + result.stderr
+    for text in expected:
+        assert text in shown, f"{text!r} not in lerobot-train output:\n{shown[-2000:]}"
+    return shown
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_lerobot_train_shows_the_reason(case, cli_results):
-    result = cli_results[case]
-    assert result.returncode != 0
-    shown = result.stdout + result.stderr
-    for text in CASES[case][2]:
-        assert text in shown, f"{text!r} not in lerobot-train output:\n{shown[-2000:]}"
+    shown = _shown(cli_results[case], CASES[case][2])
     # It failed while parsing the config, before looking for the (absent) dataset.
     assert "Creating dataset" not in shown
 
@@ -94,21 +104,10 @@ def dataset_results(tmp_path_factory):
     for case, (features, _, _) in DATASET_CASES.items():
         _write_dataset(base / case, features)
 
-    def run(case):
-        args = ["--policy.type=diffusion_plus", "--policy.device=cpu", "--policy.push_to_hub=false",
-                "--dataset.repo_id=local/bad", f"--dataset.root={base / case}", f"--output_dir={base / case}_out",
-                *DATASET_CASES[case][1]]
-        return case, run_cli("lerobot-train", *args, timeout=300)
-
-    with ThreadPoolExecutor(2) as pool:
-        return dict(pool.map(run, DATASET_CASES))
+    return _train_each(DATASET_CASES, lambda case: ("diffusion_plus", base / case, DATASET_CASES[case][1]))
 
 
 @pytest.mark.parametrize("case", sorted(DATASET_CASES))
 def test_lerobot_train_names_dataset_feature_problems(case, dataset_results):
-    result = dataset_results[case]
-    assert result.returncode != 0
-    shown = result.stdout + result.stderr
-    for text in DATASET_CASES[case][2]:
-        assert text in shown, f"{text!r} not in lerobot-train output:\n{shown[-2000:]}"
+    shown = _shown(dataset_results[case], DATASET_CASES[case][2])
     assert "Creating optimizer" not in shown, "it failed before the model was built"
