@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 def test_ema_is_identical_across_ddp_ranks(policy_type):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
     result = subprocess.run(
-        [str(BIN / "torchrun"), "--nproc-per-node=2", str(HERE / "ddp_ema_check.py"), policy_type],
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node=2", str(HERE / "ddp_ema_check.py"), policy_type],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -31,7 +31,8 @@ def test_torchrun_lerobot_train_two_processes(policy_type, pusht_dataset, tmp_pa
     """`torchrun --nproc-per-node=2 $(which lerobot-train) ... --policy.device=cpu` trains, and the checkpoint loads."""
     out = tmp_path / "ddp"
     args = train_args(policy_type, pusht_dataset, out, 10, *SMALL_ARGS[policy_type], "--batch_size=8")
-    result = run_cli("torchrun", "--nproc-per-node=2", str(BIN / "lerobot-train"), *args)
+    # --standalone: a free local port, so runs side by side never collide on the default one.
+    result = run_cli("torchrun", "--standalone", "--nproc-per-node=2", str(BIN / "lerobot-train"), *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Effective batch size: 8 x 2 = 16" in result.stdout + result.stderr
     from lerobot.policies.factory import get_policy_class
