@@ -148,12 +148,8 @@ def denoise(
     prediction_type: str,
     clip: float | None,
     generator: torch.Generator | None = None,
-    guide: Callable[[int, Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
-    """Run the reverse process from x_T. DDPM draws fresh noise each step from `generator`.
-
-    `guide(i, x_t, x_prev)` may rewrite each step's result (used for inpainting in real-time chunking).
-    """
+    """Run the reverse process from x_T. DDPM draws fresh noise each step from `generator`."""
     x = x_T
     stochastic = bool((table.coef[:, 5] != 0).any())
     t_batch = table.timesteps.view(-1, 1).expand(-1, x.shape[0])
@@ -163,6 +159,5 @@ def denoise(
         noise = None
         if stochastic:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x_next = reverse_step(row, out, x, prediction_type, clip, noise)
-        x = guide(i, x, x_next) if guide is not None else x_next
+        x = reverse_step(row, out, x, prediction_type, clip, noise)
     return x

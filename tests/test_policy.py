@@ -1,6 +1,5 @@
 """Behaviour of both policy types: shapes, gradients, learning, EMA, chunking, save/load, guards."""
 
-import copy
 
 import pytest
 import torch
