@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,12 @@ HERE = Path(__file__).parent
 @pytest.mark.parametrize("policy_type", POLICY_TYPES)
 def test_ema_is_identical_across_ddp_ranks(policy_type):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
-    result = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node=2", str(HERE / "ddp_ema_check.py"), policy_type],
-        capture_output=True, text=True, timeout=300, env=env,
-    )
+    command = [str(BIN / "torchrun"), "--standalone", "--nproc-per-node=2", str(HERE / "ddp_ema_check.py"), policy_type]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    if "Timeout (0:01:30)!" in result.stderr:
+        # A stuck gloo rendezvous/teardown seen once in CI: retry once, and keep the stacks in the report.
+        warnings.warn(f"torchrun run stuck, retrying; stacks:\n{result.stderr[-3000:]}")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "EMA identical on 2 ranks" in result.stdout
 
