@@ -37,7 +37,7 @@ rm -rf "$DEMO_DIR/train"
   --dataset.repo_id=local/pusht --dataset.root="$data" --steps="$DEMO_STEPS" --batch_size=64 \
   --num_workers=1 --save_freq="$DEMO_STEPS" --env_eval_freq=0 --log_freq=100 --seed=1000 \
   --output_dir="$DEMO_DIR/train" 2>&1 | tee "$DEMO_DIR/train.log" \
-  | stdbuf -oL tr '\r' '\n' | grep --line-buffered -E "INFO.* step:|End of training" || true
+  | stdbuf -oL tr "\r" "\n" | grep --line-buffered -oE "INFO.* step:.*|INFO.*End of training" || true
 test -e "$DEMO_DIR/train/checkpoints/last/pretrained_model/model.safetensors" || {
   echo "error: training failed, see $DEMO_DIR/train.log"; exit 1; }
 "$PY" examples/pusht/plot_loss.py "$DEMO_DIR/train.log" "$DEMO_DIR/loss.png" 100
