@@ -32,7 +32,8 @@ fi
 
 step "training diffusion_plus for $DEMO_STEPS steps on $data (CPU)"
 rm -rf "$DEMO_DIR/train"
-"$VENV/bin/lerobot-train" --policy.type=diffusion_plus --policy.device=cpu --policy.push_to_hub=false \
+# One thread: on 2 cores this small U-Net trains faster (measured ~2.0 vs ~1.3 steps/s) with the data worker beside it.
+OMP_NUM_THREADS=1 "$VENV/bin/lerobot-train" --policy.type=diffusion_plus --policy.device=cpu --policy.push_to_hub=false \
   --policy.down_dims='[64,128,256]' \
   --dataset.repo_id=local/pusht --dataset.root="$data" --steps="$DEMO_STEPS" --batch_size=64 \
   --num_workers=1 --save_freq="$DEMO_STEPS" --env_eval_freq=0 --log_freq=100 --seed=1000 \
