@@ -112,7 +112,7 @@ def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: i
         variance = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
         s = torch.where(ts > 0, variance.sqrt(), zero)
     coef = torch.stack([a_t.sqrt(), (1 - a_t).sqrt(), p, q, r, s], dim=1)
-    return StepTable(ts, coef.float())
+    return StepTable(ts, coef)
 
 
 def reverse_step(
