@@ -122,8 +122,13 @@ def reverse_step(
     prediction_type: str,
     clip: float | None,
     noise: Tensor | None = None,
+    guide_x0: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
-    """One reverse step from x_t given the denoiser output `out`, using one row of a StepTable."""
+    """One reverse step from x_t given the denoiser output `out`, using one row of a StepTable.
+
+    `guide_x0`, when given, rewrites the clean-sample estimate before it is used (inpainting / guidance,
+    e.g. real-time chunking pulls it toward the previous chunk); eps stays the model's.
+    """
     a, b, p, q, r, s = row.unbind()
     if prediction_type == "epsilon":
         eps, x0 = out, (x_t - b * out) / a
@@ -132,6 +137,8 @@ def reverse_step(
     # eps stays the unclipped one, as the reference samplers do.
     if clip is not None:
         x0 = x0.clamp(-clip, clip)
+    if guide_x0 is not None:
+        x0 = guide_x0(x0)
     x_prev = p * x0 + q * x_t + r * eps
     if noise is not None:
         x_prev = x_prev + s * noise
@@ -148,6 +155,7 @@ def denoise(
     prediction_type: str,
     clip: float | None,
     generator: torch.Generator | None = None,
+    guide_x0: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Run the reverse process from x_T. DDPM draws fresh noise each step from `generator`."""
     x = x_T
@@ -159,5 +167,5 @@ def denoise(
         noise = None
         if stochastic:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = reverse_step(row, out, x, prediction_type, clip, noise)
+        x = reverse_step(row, out, x, prediction_type, clip, noise, guide_x0)
     return x
