@@ -19,7 +19,7 @@ from lerobot.configs import NormalizationMode
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION
 
-from . import samplers
+from . import rtc, samplers
 from .configuration_diffusion_plus import (
     DiffusionPlusBaseConfig,
     DiffusionPlusConfig,
@@ -140,12 +140,27 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
             self._action_queue.extend(chunk.unbind(1))
         return self._action_queue.popleft()
 
+    def supports_rtc(self) -> bool:
+        """lerobot-rollout --inference.type=rtc: guided inpainting of the previous chunk (see rtc.py)."""
+        return True
+
     @torch.no_grad()
-    def predict_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
-        """The `n_action_steps` actions (B, n_action_steps, A) to execute from the current step.
+    def predict_action_chunk(
+        self,
+        batch: dict[str, Tensor],
+        noise: Tensor | None = None,
+        inference_delay: int | None = None,
+        prev_chunk_left_over: Tensor | None = None,
+        **kwargs,
+    ) -> Tensor:
+        """The `n_action_steps` normalised actions (B, n_action_steps, A) to execute from the current step.
 
         A batch whose observations carry a time axis (B, n_obs_steps, ...) is used as it is; one without
         is the current observation and joins the policy's history first, as in `select_action`.
+        Real-time chunking (LeRobot's RTC loop): `prev_chunk_left_over` (T, A) or (B, T, A) is what is left
+        of the previous returned chunk, normalised, its row i planned for the same step as returned row i;
+        the first `inference_delay` returned actions equal it and the rest of the overlap is guided toward
+        it, with the weights of `config.rtc_config` (set by lerobot-rollout) when present.
         """
         if self._has_time_axis(batch):
             obs = {k: batch[k] for k in self.model.obs_encoder.input_keys}
@@ -154,9 +169,22 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         else:
             self._push_observation(batch)
             obs = self._history()
-        return self._sample_chunk(obs, noise)
+        return self._sample_chunk(obs, noise, guide_x0=self._rtc_guide(inference_delay, prev_chunk_left_over))
 
-    def _sample_chunk(self, obs: dict[str, Tensor], noise: Tensor | None) -> Tensor:
+    def _rtc_guide(self, inference_delay: int | None, prev: Tensor | None):
+        cfg = self.config
+        rtc_config = getattr(cfg, "rtc_config", None)  # lerobot-rollout sets it for --inference.type=rtc
+        return rtc.make_guide(
+            prev,
+            delay=int(inference_delay or 0),
+            start=cfg.n_obs_steps - 1,
+            horizon=cfg.horizon,
+            chunk_len=cfg.n_action_steps,
+            schedule=rtc_config.prefix_attention_schedule if rtc_config else "LINEAR",
+            max_overlap=rtc_config.execution_horizon if rtc_config else None,
+        )
+
+    def _sample_chunk(self, obs: dict[str, Tensor], noise: Tensor | None, guide_x0=None) -> Tensor:
         cfg = self.config
         net = self.inference_model
         features = net.obs_encoder(obs)
@@ -169,7 +197,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         table = self._step_table(features.device)
         clip = cfg.clip_sample_range if cfg.clip_sample else None
         actions = samplers.denoise(
-            lambda x, t: net(x, t, features), noise, table, cfg.prediction_type, clip
+            lambda x, t: net(x, t, features), noise, table, cfg.prediction_type, clip, guide_x0=guide_x0
         )
         start = cfg.n_obs_steps - 1
         actions = actions[:, start : start + cfg.n_action_steps]
