@@ -59,6 +59,9 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     clip_sample_range: float = 1.0
     num_inference_steps: int | None = None
     do_mask_loss_for_padding: bool = False
+    # Inference fast path (U-Net): FiLM precomputed per chunk, convolutions as matmuls. Same outputs as
+    # the eager modules to float tolerance; false runs the eager modules (e.g. to debug a custom layer).
+    fast_inference: bool = True
 
     # EMA of the weights (reference schedule); every returned action uses the EMA weights when on.
     use_ema: bool = True

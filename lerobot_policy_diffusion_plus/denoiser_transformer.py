@@ -8,6 +8,8 @@ available on the device.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -101,9 +103,25 @@ class TransformerDenoiser(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
+        return self._decode(x, self._memory(timestep, obs_features))
+
+    def conditioned(self, obs_features: Tensor, timesteps: Tensor, fast: bool = True) -> Callable[[Tensor, int], Tensor]:
+        """The denoiser for one chunk, as `f(x_t, i)` evaluated at `timesteps[i]` (sampling order).
+
+        The condition memory depends only on the observation and the step: it is encoded for every step
+        at once here, so each denoising step runs the decoder only.
+        """
+        n, B = timesteps.shape[0], obs_features.shape[0]
+        memory = self._memory(timesteps.repeat_interleave(B), obs_features.repeat(n, 1, 1))
+        memory = memory.view(n, B, *memory.shape[1:])
+        return lambda x, i: self._decode(x, memory[i])
+
+    def _memory(self, timestep: Tensor, obs_features: Tensor) -> Tensor:
         step_token = sinusoidal_embedding(timestep, self.n_emb).unsqueeze(1)
         cond = torch.cat([step_token, self.cond_obs_emb(obs_features)], dim=1) + self.cond_pos_emb
-        memory = self.cond_encoder(self.drop(cond))
+        return self.cond_encoder(self.drop(cond))
+
+    def _decode(self, x: Tensor, memory: Tensor) -> Tensor:
         h = self.drop(self.input_emb(x) + self.pos_emb[:, : x.shape[1]])
         mask = None if self.memory_mask is None else self.memory_mask[: x.shape[1]]
         for block in self.blocks:

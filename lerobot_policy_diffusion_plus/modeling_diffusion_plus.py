@@ -196,9 +196,8 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
             raise ValueError(f"noise must have shape {shape} (batch, horizon, action dim), got {tuple(noise.shape)}")
         table = self._step_table(features.device)
         clip = cfg.clip_sample_range if cfg.clip_sample else None
-        actions = samplers.denoise(
-            lambda x, t: net(x, t, features), noise, table, cfg.prediction_type, clip, guide_x0=guide_x0
-        )
+        denoiser = net.denoiser.conditioned(features, table.timesteps, fast=cfg.fast_inference)
+        actions = samplers.denoise(denoiser, noise, table, cfg.prediction_type, clip, guide_x0=guide_x0)
         start = cfg.n_obs_steps - 1
         actions = actions[:, start : start + cfg.n_action_steps]
         if cfg.clamp_actions and cfg.normalization_mapping.get("ACTION") is NormalizationMode.MIN_MAX:

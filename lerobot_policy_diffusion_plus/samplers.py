@@ -6,8 +6,9 @@ the per-step work to a few fused multiply-adds on precomputed tensors (no Python
 scheduler object) is what keeps batch-1 inference cheap.
 
 The formulas follow DDPM (Ho et al. 2020) and DDIM (Song et al. 2021) with the "leading" timestep
-spacing and `clip_sample` of the Diffusion Policy reference code, so results match the common
-implementations step for step (tests/test_samplers.py checks this).
+spacing and `clip_sample` of the Diffusion Policy reference code, and DPM-Solver++(2M) (Lu et al. 2022),
+a second-order multistep solver for few-step sampling, on an evenly spaced grid from t = T - 1 down to a
+clean sample. Results match the common implementations step for step (tests/test_samplers.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import Tensor
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "sample")
-SAMPLERS = ("DDPM", "DDIM")
+SAMPLERS = ("DDPM", "DDIM", "DPM++2M")
 
 
 def make_betas(schedule: str, num_train_timesteps: int, beta_start: float, beta_end: float) -> Tensor:
@@ -59,13 +60,18 @@ def training_target(prediction_type: str, x0: Tensor, noise: Tensor) -> Tensor:
     raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
 
 
-def inference_timesteps(num_train_timesteps: int, num_inference_steps: int) -> Tensor:
-    """Evenly spaced ("leading") timesteps, high to low, e.g. T=100, n=10 -> 90, 80, ..., 0."""
+def inference_timesteps(num_train_timesteps: int, num_inference_steps: int, spacing: str = "leading") -> Tensor:
+    """Timesteps high to low. "leading": T=100, n=10 -> 90, 80, ..., 0. "linspace": n points of an even
+    grid from T - 1 to 0 without its last point, e.g. n=4 -> 99, 74, 50, 25 (few-step solvers start from
+    pure noise and finish with a jump to the clean sample)."""
     if not 1 <= num_inference_steps <= num_train_timesteps:
         raise ValueError(
             f"num_inference_steps must be in [1, num_train_timesteps={num_train_timesteps}], "
             f"got {num_inference_steps}"
         )
+    if spacing == "linspace":
+        grid = torch.linspace(0, num_train_timesteps - 1, num_inference_steps + 1, dtype=torch.float64)
+        return grid.round().long().flip(0)[:-1]
     ratio = num_train_timesteps // num_inference_steps
     return torch.arange(num_inference_steps - 1, -1, -1, dtype=torch.long) * ratio
 
@@ -76,21 +82,24 @@ class StepTable:
 
     With a = sqrt(alpha_bar_t) and b = sqrt(1 - alpha_bar_t), each reverse step is
     x0 = (x_t - b * eps) / a  and  eps = (x_t - a * x0) / b  (whichever the model does not predict),
-    then  x_{t-1} = p * clip(x0) + q * x_t + r * eps + s * z,  with z ~ N(0, I).
+    then  x_{t-1} = p * clip(x0) + q * x_t + r * eps + s * z + u * x0_prev,  with z ~ N(0, I) and
+    x0_prev the (clipped) x0 of the step before (multistep solvers; u = 0 otherwise).
     Rows are in sampling order. Holding them as tensors lets a step be pure tensor arithmetic.
     """
 
     timesteps: Tensor  # (n,) long
-    coef: Tensor  # (n, 6): a, b, p, q, r, s
+    coef: Tensor  # (n, 7): a, b, p, q, r, s, u
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "StepTable":
         return StepTable(self.timesteps.to(device), self.coef.to(device=device, dtype=dtype))
 
 
 def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: int) -> StepTable:
-    """Coefficients for DDPM ancestral sampling or deterministic DDIM (eta = 0)."""
+    """Coefficients for DDPM ancestral sampling, deterministic DDIM (eta = 0) or DPM-Solver++(2M)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"noise_scheduler_type must be one of {SAMPLERS}, got {sampler!r}")
+    if sampler == "DPM++2M":
+        return _dpm_solver_pp_2m_table(alphas_cumprod, num_inference_steps)
     T = alphas_cumprod.shape[0]
     ts = inference_timesteps(T, num_inference_steps)
     prev = ts - T // num_inference_steps
@@ -111,8 +120,37 @@ def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: i
         r = zero
         variance = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
         s = torch.where(ts > 0, variance.sqrt(), zero)
-    coef = torch.stack([a_t.sqrt(), (1 - a_t).sqrt(), p, q, r, s], dim=1)
+    coef = torch.stack([a_t.sqrt(), (1 - a_t).sqrt(), p, q, r, s, zero], dim=1)
     return StepTable(ts, coef)
+
+
+def _dpm_solver_pp_2m_table(alphas_cumprod: Tensor, n: int) -> StepTable:
+    """DPM-Solver++(2M) in data (x0) prediction form, ending with a first-order jump to sigma = 0.
+
+    With alpha = sqrt(alpha_bar), sigma = sqrt(1 - alpha_bar), lambda = log(alpha / sigma) and
+    h = lambda_next - lambda_t, a first-order step is  x_next = (sigma_next / sigma_t) x_t +
+    alpha_next (1 - e^-h) x0_t  (DDIM); a second-order step replaces x0_t by
+    (1 + 1 / (2 r)) x0_t - 1 / (2 r) x0_prev  with  r = h_prev / h. The first step has no history and the
+    last one lands on sigma = 0 where the extrapolation is unstable, so both are first order.
+    """
+    ts = inference_timesteps(alphas_cumprod.shape[0], n, spacing="linspace")
+    acp = alphas_cumprod.double()[ts]
+    alpha, sigma = acp.sqrt(), (1 - acp).sqrt()
+    lam = alpha.log() - sigma.log()
+    # Next point of each step; the one after the last is the clean sample (alpha = 1, sigma = 0).
+    alpha_next = torch.cat([alpha[1:], torch.ones(1, dtype=alpha.dtype)])
+    sigma_next = torch.cat([sigma[1:], torch.zeros(1, dtype=alpha.dtype)])
+    h = torch.cat([lam[1:] - lam[:-1], torch.full((1,), math.inf, dtype=alpha.dtype)])
+    jump = alpha_next * -torch.expm1(-h)  # alpha_next (1 - e^-h); = 1 on the final step
+    second = torch.zeros(n, dtype=torch.bool)
+    second[1:-1] = True
+    half_inv_r = torch.zeros(n, dtype=alpha.dtype)
+    half_inv_r[1:-1] = 0.5 * h[1:-1] / h[:-2]
+    p = jump * (1 + half_inv_r)
+    u = torch.where(second, -jump * half_inv_r, torch.zeros_like(jump))
+    zero = torch.zeros_like(alpha)
+    coef = torch.stack([alpha, sigma, p, sigma_next / sigma, zero, zero, u], dim=1)
+    return StepTable(ts, coef.float())
 
 
 def reverse_step(
@@ -123,13 +161,15 @@ def reverse_step(
     clip: float | None,
     noise: Tensor | None = None,
     guide_x0: Callable[[Tensor], Tensor] | None = None,
-) -> Tensor:
+    prev_x0: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """One reverse step from x_t given the denoiser output `out`, using one row of a StepTable.
 
+    Returns (x_prev, x0): multistep solvers take this step's x0 as `prev_x0` of the next.
     `guide_x0`, when given, rewrites the clean-sample estimate before it is used (inpainting / guidance,
     e.g. real-time chunking pulls it toward the previous chunk); eps stays the model's.
     """
-    a, b, p, q, r, s = row.unbind()
+    a, b, p, q, r, s, u = row.unbind()
     if prediction_type == "epsilon":
         eps, x0 = out, (x_t - b * out) / a
     else:
@@ -142,10 +182,12 @@ def reverse_step(
     x_prev = p * x0 + q * x_t + r * eps
     if noise is not None:
         x_prev = x_prev + s * noise
-    return x_prev
+    if prev_x0 is not None:
+        x_prev = x_prev + u * prev_x0
+    return x_prev, x0
 
 
-Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x_t, timestep batch) -> model output
+Denoiser = Callable[[Tensor, int], Tensor]  # (x_t, row index i of the table) -> model output at timesteps[i]
 
 
 def denoise(
@@ -158,14 +200,12 @@ def denoise(
     guide_x0: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Run the reverse process from x_T. DDPM draws fresh noise each step from `generator`."""
-    x = x_T
+    x, x0 = x_T, None
     stochastic = bool((table.coef[:, 5] != 0).any())
-    t_batch = table.timesteps.view(-1, 1).expand(-1, x.shape[0])
     for i in range(table.timesteps.shape[0]):
-        row = table.coef[i]
-        out = denoiser(x, t_batch[i])
+        out = denoiser(x, i)
         noise = None
         if stochastic:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = reverse_step(row, out, x, prediction_type, clip, noise, guide_x0)
+        x, x0 = reverse_step(table.coef[i], out, x, prediction_type, clip, noise, guide_x0, x0)
     return x

@@ -141,7 +141,9 @@ def test_chunking_follows_the_reference_layout():
     net = policy.ema.model
     features = net.obs_encoder(history)
     table = samplers.make_step_table("DDIM", policy.alphas_cumprod, 10)
-    full = samplers.denoise(lambda x, t: net(x, t, features), noise, table, "epsilon", 1.0)
+    full = samplers.denoise(
+        lambda x, i: net(x, table.timesteps[i].expand(1), features), noise, table, "epsilon", 1.0
+    )
     expected = full[:, 1 : 1 + config.n_action_steps].clamp(-1, 1)
 
     policy.select_action(frames[0])  # starts a chunk and fills the queue
@@ -182,10 +184,16 @@ def test_sampler_can_change_on_a_loaded_policy(tmp_path):
     )
     assert policy.config.noise_scheduler_type == "DDIM" and policy.config.sampler_steps == 10
     calls = []
-    original = policy.ema.model.denoiser.forward
-    policy.ema.model.denoiser.forward = lambda *a: calls.append(1) or original(*a)
+    denoiser = policy.ema.model.denoiser
+    original = denoiser.conditioned
+
+    def counting(*args, **kwargs):
+        step = original(*args, **kwargs)
+        return lambda x, i: calls.append(i) or step(x, i)
+
+    denoiser.conditioned = counting
     policy.select_action(make_batch(config, batch_size=1, time_axis=False))
-    assert len(calls) == 10
+    assert calls == list(range(10))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -380,3 +388,28 @@ def test_clipping_requires_min_max_actions():
     with pytest.raises(ConfigError, match="clip_sample"):
         make_config("diffusion_plus", normalization_mapping=mapping)
     assert make_config("diffusion_plus", normalization_mapping=mapping, clip_sample=False).clip_sample is False
+
+
+@pytest.mark.parametrize(
+    "policy_type,overrides",
+    [
+        ("diffusion_plus", {}),
+        ("diffusion_plus", {"use_film_scale_modulation": False, "kernel_size": 3, "down_dims": (16, 32)}),
+        ("diffusion_plus", {"noise_scheduler_type": "DPM++2M", "num_inference_steps": 4}),
+        ("diffusion_plus_transformer", {}),
+    ],
+)
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_fast_inference_matches_the_eager_modules(policy_type, overrides, batch_size):
+    """The default fast path (per-chunk conditioning, matmul convolutions) gives the eager path's actions."""
+    overrides = {"noise_scheduler_type": "DDIM", "num_inference_steps": 10, **overrides}
+    config = make_config(policy_type, **overrides)
+    policy = make_policy(config).eval()
+    assert config.fast_inference
+    batch = make_batch(config, batch_size=batch_size)
+    noise = torch.randn(batch_size, config.horizon, 2)
+    fast = policy.predict_action_chunk(batch, noise=noise)
+    config.fast_inference = False
+    eager = policy.predict_action_chunk(batch, noise=noise)
+    torch.testing.assert_close(fast, eager, atol=1e-5, rtol=0)
+    assert not torch.equal(fast, policy.predict_action_chunk(batch))  # noise is actually used

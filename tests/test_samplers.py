@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from lerobot_policy_diffusion_plus import samplers
 
@@ -55,7 +55,7 @@ def test_every_step_matches_diffusers(beta_schedule, prediction_type, clip_sampl
         else:
             expected = ref.step(out, t, x, eta=0.0).prev_sample
             z = None
-        got = samplers.reverse_step(table.coef[i], out, x, prediction_type, clip, z)
+        got, _ = samplers.reverse_step(table.coef[i], out, x, prediction_type, clip, z)
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=f"step {i} (t={int(t)})")
         x = expected
 
@@ -67,15 +67,57 @@ def test_denoise_loop_matches_diffusers_ddim():
     table = samplers.make_step_table("DDIM", acp, 10)
     weight = torch.randn(2, 2)
 
-    def denoiser(x, t):  # any deterministic function of (x, t) will do
-        return torch.tanh(x @ weight) * (1 + t[:, None, None] / T)
+    def model(x, t):  # any deterministic function of (x, t) will do
+        return torch.tanh(x @ weight) * (1 + t / T)
 
     x_T = torch.randn(3, 16, 2)
     expected = x_T
     for t in ref.timesteps:
-        expected = ref.step(denoiser(expected, t.expand(3)), t, expected).prev_sample
-    got = samplers.denoise(denoiser, x_T, table, "epsilon", 1.0)
+        expected = ref.step(model(expected, t), t, expected).prev_sample
+    got = samplers.denoise(lambda x, i: model(x, table.timesteps[i]), x_T, table, "epsilon", 1.0)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("beta_schedule", samplers.BETA_SCHEDULES)
+@pytest.mark.parametrize("prediction_type", samplers.PREDICTION_TYPES)
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 10])
+def test_dpm_solver_pp_2m_matches_diffusers(beta_schedule, prediction_type, steps):
+    """Whole loop, since the multistep solver carries the previous x0 from step to step."""
+    ref = DPMSolverMultistepScheduler(
+        num_train_timesteps=T,
+        beta_schedule=beta_schedule,
+        prediction_type=prediction_type,
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        timestep_spacing="linspace",
+        final_sigmas_type="zero",
+    )
+    ref.set_timesteps(steps)
+    acp = samplers.make_alphas_cumprod(beta_schedule, T, 1e-4, 0.02)
+    table = samplers.make_step_table("DPM++2M", acp, steps)
+    assert table.timesteps.tolist() == ref.timesteps.tolist()
+    weight = torch.randn(2, 2, generator=torch.Generator().manual_seed(1))
+
+    def model(x, t):
+        return torch.tanh(x @ weight) * (1 + t / T)
+
+    x_T = torch.randn(3, 16, 2, generator=torch.Generator().manual_seed(2))
+    expected = x_T
+    for t in ref.timesteps:
+        expected = ref.step(model(expected, t), t, expected).prev_sample
+    got = samplers.denoise(lambda x, i: model(x, table.timesteps[i]), x_T, table, prediction_type, None)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_guide_x0_rewrites_the_clean_estimate():
+    """A guide that pins x0 to a target makes every deterministic sampler end on that target."""
+    acp = samplers.make_alphas_cumprod("squaredcos_cap_v2", T, 1e-4, 0.02)
+    target = torch.rand(2, 16, 2) * 2 - 1
+    for sampler in ("DDIM", "DPM++2M"):
+        table = samplers.make_step_table(sampler, acp, 4)
+        got = samplers.denoise(lambda x, i: torch.randn_like(x), torch.randn(2, 16, 2), table, "epsilon", 1.0,
+                               guide_x0=lambda x0: target)
+        torch.testing.assert_close(got, target)
 
 
 def test_timesteps_must_fit_the_schedule():
