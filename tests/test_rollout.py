@@ -1,0 +1,124 @@
+"""lerobot-rollout drives checkpoints trained by lerobot-train on the dry-run SO-100, sync and RTC.
+
+Each run lasts DURATION seconds at FPS; the dry-run robot logs every action it received and the measured
+loop rate. Tolerance: the mean rate stays within 15% of FPS on this 2-core machine with other work on it.
+"""
+
+import json
+import math
+import re
+import sys
+import types
+
+import pytest
+
+from cli import SMALL_ARGS, run_cli, train_args
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "examples" / "so100"))
+from synthetic_dataset import write as write_dataset  # noqa: E402
+
+FPS, DURATION, FPS_TOLERANCE = 10, 4, 0.15
+CAMERA = "{front: {type: opencv, index_or_path: 0, width: 32, height: 32, fps: 10}}"
+GUIDE = ROOT / "examples" / "so100" / "README.md"
+
+
+def rollout_args(model_dir, log, inference: str) -> list[str]:
+    """The dry-run command of examples/so100/README.md (the guide shows the same flags)."""
+    return [
+        f"--policy.path={model_dir}",
+        "--policy.device=cpu",
+        "--policy.noise_scheduler_type=DDIM",
+        "--policy.num_inference_steps=10",
+        "--robot.type=so100_dryrun",
+        f"--robot.cameras={CAMERA}",
+        f"--robot.action_log={log}",
+        f"--inference.type={inference}",
+        f"--fps={FPS}",
+        f"--duration={DURATION}",
+        "--return_to_initial_position=false",
+        "--play_sounds=false",
+    ]
+
+
+@pytest.fixture(scope="module")
+def so100_dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("so100") / "data", episodes=3, frames=40)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(so100_dataset, tmp_path_factory):
+    """One checkpoint per policy type, trained for a few steps (built on first use)."""
+    cache = {}
+
+    def get(policy_type):
+        if policy_type not in cache:
+            out = tmp_path_factory.mktemp(policy_type) / "train"
+            args = train_args(policy_type, so100_dataset, out, 4, *SMALL_ARGS[policy_type], "--policy.crop_shape=[28,28]")
+            result = run_cli("lerobot-train", *args)
+            assert result.returncode == 0, result.stderr[-4000:]
+            cache[policy_type] = out / "checkpoints" / "last" / "pretrained_model"
+        return cache[policy_type]
+
+    return types.SimpleNamespace(get=get)
+
+
+@pytest.mark.parametrize(
+    "policy_type, inference",
+    [("diffusion_plus", "sync"), ("diffusion_plus", "rtc"), ("diffusion_plus_transformer", "rtc")],
+)
+def test_rollout_on_dryrun_robot(policy_type, inference, checkpoints, so100_dataset, tmp_path):
+    log = tmp_path / "actions.jsonl"
+    result = run_cli("lerobot-rollout", *rollout_args(checkpoints.get(policy_type), log, inference), timeout=180)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "RTC inference error" not in result.stderr and "Fatal error" not in result.stderr, result.stderr[-4000:]
+
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    summary = records[-1]["summary"]
+    actions = [r["action"] for r in records[:-1]]
+    assert abs(summary["fps"] - FPS) <= FPS_TOLERANCE * FPS, summary
+    # The first action waits for the first chunk; after that every tick sends one.
+    assert len(actions) >= (1 - FPS_TOLERANCE) * FPS * (DURATION - 1), summary
+
+    stats = json.loads((so100_dataset / "meta" / "stats.json").read_text())["action"]
+    names = json.loads((so100_dataset / "meta" / "info.json").read_text())["features"]["action"]["names"]
+    for action in actions:
+        assert list(action) == names
+        for i, name in enumerate(names):
+            value = action[name]
+            assert math.isfinite(value)
+            assert stats["min"][i] - 1e-3 <= value <= stats["max"][i] + 1e-3, (name, value)
+
+
+def test_guide_shows_the_tested_commands():
+    guide = GUIDE.read_text()
+    for flag in rollout_args("X", "X", "sync")[1:] + ["--inference.type=rtc"]:
+        if "=X" not in flag:
+            assert flag in guide, f"examples/so100/README.md lacks {flag}"
+    assert re.search(r"lerobot-train[^`]*--policy\.type=diffusion_plus", guide)
+
+
+def test_dryrun_robot_has_so100_features(monkeypatch, tmp_path):
+    """Same motor names and features as LeRobot's so100_follower (its bus and cameras replaced by stand-ins)."""
+    from lerobot.cameras.opencv import OpenCVCameraConfig
+    from lerobot.robots import make_robot_from_config
+    from lerobot.robots.so_follower import SO100Follower, SO100FollowerConfig
+    from lerobot.robots.so_follower import so_follower as so_module
+
+    from lerobot_policy_diffusion_plus import SO100DryrunConfig
+
+    monkeypatch.setattr(so_module, "FeetechMotorsBus", lambda port, motors, calibration: types.SimpleNamespace(motors=motors))
+    monkeypatch.setattr(so_module, "make_cameras_from_configs", lambda cfgs: {
+        k: types.SimpleNamespace(height=c.height, width=c.width) for k, c in cfgs.items()})
+    cams = {"front": OpenCVCameraConfig(index_or_path=0, width=40, height=24, fps=30)}
+    real = SO100Follower(SO100FollowerConfig(port="/dev/null", cameras=cams, calibration_dir=tmp_path))
+    dry = make_robot_from_config(SO100DryrunConfig(cameras=cams, calibration_dir=tmp_path, tracking=0.5))
+    assert dry.observation_features == real.observation_features
+    assert dry.action_features == real.action_features
+
+    dry.connect()
+    obs = dry.get_observation()
+    assert obs["front"].shape == (24, 40, 3) and str(obs["front"].dtype) == "uint8"
+    dry.send_action({k: 10.0 for k in dry.action_features})
+    assert dry.get_observation()["elbow_flex.pos"] == 5.0, "moves halfway toward the command with tracking=0.5"
+    dry.disconnect()
