@@ -137,7 +137,7 @@ class UNet1dDenoiser(nn.Module):
         for res1, res2, up in self.up:
             h = torch.cat([h, skips.pop()], dim=-1)
             h = _fast_block(res2, _fast_block(res1, h, next(films)), next(films))
-            h = F.conv_transpose1d(h.transpose(1, 2), up.weight, up.bias, up.stride, up.padding).transpose(1, 2)
+            h = _conv_transpose_time_major(h, up)
         return _conv_time_major(_fast_conv_block(self.head[0], h), self.head[1])
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -156,6 +156,16 @@ def _conv_time_major(h: Tensor, conv: nn.Conv1d) -> Tensor:
         cols = F.pad(h, (0, 0, pad, pad)).unfold(1, k, stride).reshape(-1, c_in * k)
     out = torch.addmm(conv.bias, cols, conv.weight.view(conv.out_channels, -1).t())
     return out.view(B, -1, conv.out_channels)
+
+
+def _conv_transpose_time_major(h: Tensor, conv: nn.ConvTranspose1d) -> Tensor:
+    """`conv` (upsampling) applied to h (B, T, C_in): one matmul gives every input frame's k output taps,
+    which fold then overlap-adds into place."""
+    B, T, c_in = h.shape
+    (k,), (stride,), (pad,) = conv.kernel_size, conv.stride, conv.padding
+    taps = torch.mm(h.reshape(-1, c_in), conv.weight.view(c_in, -1)).view(B, T, -1).transpose(1, 2)
+    full = F.fold(taps, output_size=(1, (T - 1) * stride + k), kernel_size=(1, k), stride=(1, stride))
+    return (full[:, :, 0, pad : full.shape[-1] - pad] + conv.bias[:, None]).transpose(1, 2)
 
 
 def _fast_conv_block(block: Conv1dBlock, h: Tensor) -> Tensor:

@@ -1,0 +1,75 @@
+"""Training samples/s through a real `lerobot-train` run (data loading included) for diffusion_plus,
+diffusion_plus_transformer and LeRobot's `diffusion` at the same U-Net size, batch and dataset. Prints ratios.
+
+    python benchmarks/throughput.py --dataset DIR [--steps 60] [--batch-size 64] [--down-dims 64 128 256]
+                                    [--device cpu] [--threads 1] [--num-workers 1] [--json out.json]
+
+Samples/s is LeRobot's own `smp/s` figure (batch / (update time + data time)), averaged over the log
+intervals after the first (which holds warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TYPES = ["diffusion", "diffusion_plus", "diffusion_plus_transformer"]
+
+
+def samples_per_s(policy_type: str, args, workdir: Path) -> float:
+    cmd = [
+        str(Path(sys.executable).parent / "lerobot-train"), f"--policy.type={policy_type}",
+        f"--policy.device={args.device}", "--policy.push_to_hub=false",
+        "--dataset.repo_id=local/pusht", f"--dataset.root={args.dataset}", f"--steps={args.steps}",
+        f"--batch_size={args.batch_size}", f"--num_workers={args.num_workers}", f"--save_freq={args.steps * 10}",
+        "--save_checkpoint=false", "--env_eval_freq=0", f"--log_freq={args.log_freq}", "--seed=1000",
+        f"--output_dir={workdir / policy_type}",
+    ]
+    if policy_type != "diffusion_plus_transformer":  # the transformer keeps its paper size
+        cmd.append(f"--policy.down_dims=[{','.join(map(str, args.down_dims))}]")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"{policy_type}: lerobot-train failed:\n{run.stderr[-3000:]}")
+    rates = [float(x) for x in re.findall(r"smp/s:([0-9.]+)", run.stdout + run.stderr)]
+    if len(rates) < 2:
+        raise SystemExit(f"{policy_type}: fewer than two log lines; raise --steps or lower --log-freq")
+    return statistics.mean(rates[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, help="LeRobotDataset root (e.g. from convert_zarr.py)")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--log-freq", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--down-dims", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for each run (0: unset)")
+    parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for policy_type in TYPES:
+            rate = samples_per_s(policy_type, args, Path(tmp))
+            rows.append({"policy": policy_type, "samples_per_s": round(rate, 1)})
+    base = rows[0]["samples_per_s"]
+    for row in rows:
+        row["ratio_vs_diffusion"] = round(row["samples_per_s"] / base, 3)
+        print(f"{row['policy']:27s} {row['samples_per_s']:8.1f} samples/s  x{row['ratio_vs_diffusion']:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
