@@ -1,0 +1,156 @@
+"""PushT success at equal training budget: diffusion_plus, diffusion_plus_transformer, LeRobot's diffusion and
+act, trained with lerobot-train on the 206 human demos (keypoints) and evaluated with lerobot-eval.
+
+    python benchmarks/pusht_success.py --workdir runs/pusht_success [--steps 20000] [--train-seeds 1000]
+        [--policies diffusion_plus diffusion_plus_transformer diffusion act] [--eval-at 5000 10000 20000]
+        [--eval-episodes 50] [--eval-seed 100000] [--down-dims 64 128 256] [--dry-run]
+
+Every stage (convert, train, evaluate) prints its command and is skipped when its output exists, so the
+script resumes where it stopped (an interrupted training resumes from its last checkpoint) and any stage can
+be rerun alone by pasting its command. Run it in the background (`nohup ... &`); progress goes to stdout.
+Rows are appended to benchmarks/results/pusht_success.json (one per policy, seed and evaluated step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DIFFUSION_TYPES = ("diffusion_plus", "diffusion_plus_transformer", "diffusion")
+
+
+def run(cmd: list[str], log: Path, dry_run: bool, threads: int) -> float:
+    """Run one stage, its output to `log`; returns its wall time in seconds."""
+    print("$ " + shlex.join(cmd), flush=True)
+    if dry_run:
+        return 0.0
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    start = time.time()
+    with open(log, "w") as f:
+        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        raise SystemExit(f"stage failed (exit {code}), see {log}")
+    return time.time() - start
+
+
+def train_cmd(policy: str, seed: int, args, data: Path, out: Path) -> list[str]:
+    last = out / "checkpoints" / "last" / "pretrained_model" / "train_config.json"
+    if last.exists():  # an interrupted run: continue from its last checkpoint
+        return [str(BIN / "lerobot-train"), f"--config_path={last}", "--resume=true"]
+    if out.exists() and not args.dry_run:  # stopped before its first checkpoint: start over
+        shutil.rmtree(out)
+    cmd = [
+        str(BIN / "lerobot-train"), f"--policy.type={policy}", f"--policy.device={args.device}",
+        "--policy.push_to_hub=false", "--dataset.repo_id=local/pusht", f"--dataset.root={data}",
+        f"--steps={args.steps}", f"--batch_size={args.batch_size}", f"--num_workers={args.num_workers}",
+        f"--save_freq={args.save_freq}", "--env_eval_freq=0", "--log_freq=200", f"--seed={seed}",
+        f"--output_dir={out}",
+    ]
+    if policy in ("diffusion_plus", "diffusion"):  # the same U-Net size for both; the transformer keeps its own
+        cmd.append(f"--policy.down_dims=[{','.join(map(str, args.down_dims))}]")
+    return cmd
+
+
+def eval_cmd(policy: str, checkpoint: Path, args, out: Path) -> list[str]:
+    cmd = [
+        str(BIN / "lerobot-eval"), f"--policy.path={checkpoint}", "--env.type=pusht",
+        "--env.obs_type=environment_state_agent_pos", f"--eval.n_episodes={args.eval_episodes}",
+        f"--eval.batch_size={min(args.eval_episodes, 50)}", "--eval.use_async_envs=false",
+        f"--policy.device={args.device}", f"--seed={args.eval_seed}", f"--output_dir={out}",
+    ]
+    if policy in DIFFUSION_TYPES:
+        sampler, steps = args.sampler.split("-")
+        cmd += [f"--policy.noise_scheduler_type={sampler}", f"--policy.num_inference_steps={steps}"]
+    return cmd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--zarr", type=Path, default=ROOT.parent / "shared/data/pusht_cchi_v7_replay.zarr")
+    parser.add_argument("--policies", nargs="+", default=["diffusion_plus", "diffusion_plus_transformer",
+                                                         "diffusion", "act"])
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--eval-at", type=int, nargs="+", default=None, help="steps to evaluate (default: 1/4, 1/2, all)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[1000])
+    parser.add_argument("--down-dims", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--eval-seed", type=int, default=100000)
+    parser.add_argument("--sampler", default="DDIM-10", help="sampler-steps for the diffusion policies at eval")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS per stage (0: unset)")
+    parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/pusht_success.json")
+    parser.add_argument("--dry-run", action="store_true", help="print the stage commands only")
+    args = parser.parse_args()
+    eval_at = sorted(set(args.eval_at or [args.steps // 4, args.steps // 2, args.steps]))
+    if eval_at[-1] > args.steps or eval_at[0] <= 0:
+        parser.error(f"--eval-at must be within 1..--steps={args.steps}, got {eval_at}")
+    # Checkpoints are saved at every evaluated step (their greatest common divisor as save_freq).
+    args.save_freq = math.gcd(*eval_at)
+    work = args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+
+    data = work / "data"
+    if not (data / "meta" / "info.json").exists():
+        run([sys.executable, str(ROOT / "examples/pusht/convert_zarr.py"), "--zarr", str(args.zarr),
+             "--root", str(data), "--no-images", "--force"], work / "convert.log", args.dry_run, args.threads)
+
+    rows = []
+    for seed in args.train_seeds:
+        for policy in args.policies:
+            out = work / f"{policy}_seed{seed}"
+            done = out / "checkpoints" / f"{args.steps:06d}" / "pretrained_model"
+            timing = work / f"{policy}_seed{seed}.train_s"
+            if not done.exists():
+                print(f"[train] {policy} seed {seed}, {args.steps} steps", flush=True)
+                seconds = run(train_cmd(policy, seed, args, data, out), work / f"{policy}_seed{seed}.train.log",
+                              args.dry_run, args.threads)
+                if not args.dry_run:
+                    timing.write_text(f"{seconds:.0f}")
+            for step in eval_at:
+                ckpt = out / "checkpoints" / f"{step:06d}" / "pretrained_model"
+                ev = work / f"{policy}_seed{seed}_eval{step}"
+                if not (ev / "eval_info.json").exists():
+                    print(f"[eval] {policy} seed {seed} at step {step}", flush=True)
+                    run(eval_cmd(policy, ckpt, args, ev), work / f"{ev.name}.log", args.dry_run, args.threads)
+                if args.dry_run:
+                    continue
+                overall = json.loads((ev / "eval_info.json").read_text())["overall"]
+                rows.append({
+                    "policy": policy, "pc_success": overall["pc_success"],
+                    "avg_max_reward": round(overall["avg_max_reward"], 4), "steps": step,
+                    "batch_size": args.batch_size, "seed": seed,
+                    "sampler": args.sampler if policy in DIFFUSION_TYPES else "none (single pass)",
+                    "eval_episodes": args.eval_episodes, "eval_seed": args.eval_seed,
+                    "train_wall_s": int(timing.read_text()) if timing.exists() else None,
+                    "down_dims": args.down_dims if policy in ("diffusion_plus", "diffusion") else None,
+                    "date": datetime.date.today().isoformat(),
+                })
+                print(f"  {policy:27s} seed {seed} step {step:6d}: {overall['pc_success']:5.1f}% success, "
+                      f"avg max coverage {overall['avg_max_reward']:.3f}", flush=True)
+    if rows:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        old = json.loads(args.results.read_text()) if args.results.exists() else []
+        keys = {(r["policy"], r["seed"], r["steps"], r["date"]) for r in rows}
+        kept = [r for r in old if (r["policy"], r["seed"], r["steps"], r["date"]) not in keys]
+        args.results.write_text(json.dumps(kept + rows, indent=1) + "\n")
+        print(f"wrote {len(rows)} rows to {args.results}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The benchmark scripts' stage plans (dry runs: the commands they would run, without running them)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pusht_success_plans_every_stage_with_equal_budgets(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/pusht_success.py"), "--workdir", str(tmp_path), "--dry-run",
+         "--steps", "2000", "--eval-at", "1000", "2000", "--train-seeds", "1", "2"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    commands = [line[2:] for line in out.splitlines() if line.startswith("$ ")]
+    trains = [c for c in commands if "lerobot-train" in c]
+    evals = [c for c in commands if "lerobot-eval" in c]
+    assert "convert_zarr.py" in commands[0]
+    assert len(trains) == 4 * 2 and len(evals) == 4 * 2 * 2  # 4 policies x 2 seeds (x 2 checkpoints)
+    for policy in ("diffusion_plus", "diffusion_plus_transformer", "diffusion", "act"):
+        assert sum(f"--policy.type={policy} " in c for c in trains) == 2
+    assert all("--steps=2000" in c and "--batch_size=64" in c and "--save_freq=1000" in c for c in trains)
+    # The same U-Net size for LeRobot's diffusion and ours; the same evaluation for every policy.
+    unets = [c for c in trains if "--policy.type=diffusion_plus " in c or "--policy.type=diffusion " in c]
+    assert all("--policy.down_dims=[64,128,256]" in c for c in unets)
+    assert all("--eval.n_episodes=50" in c and "--seed=100000" in c for c in evals)
+    assert all("--policy.noise_scheduler_type=DDIM" in c for c in evals if "/act_seed" not in c)
+
+
+def test_pusht_success_refuses_eval_steps_outside_the_budget(tmp_path):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/pusht_success.py"), "--workdir", str(tmp_path), "--dry-run",
+         "--steps", "1000", "--eval-at", "5000"],
+        capture_output=True, text=True,
+    )
+    assert run.returncode != 0 and "--eval-at" in run.stderr
