@@ -1,0 +1,192 @@
+"""Action smoothness at chunk boundaries: sync vs real-time chunking, one checkpoint, simulated clock.
+
+The dry-run SO-100 is driven tick by tick the way lerobot-rollout drives a robot, with inference latency
+simulated as a whole number of ticks so that runs are deterministic and independent of the machine's load:
+- sync: `select_action` every tick (a new chunk every n_action_steps; the robot waits for inference);
+- async: LeRobot's RTC queue (`ActionQueue`, the engine's padding of the left-over), inference back to back,
+  the robot executing the old chunk for `delay` ticks while the next one is computed, without guidance
+  (prev_chunk_left_over=None) or with it (our RTC, LINEAR or EXP weights).
+Figures, in the robot's units (degrees, gripper 0-100): the largest and mean jump |a_t - a_t-1| (max over
+joints) at the ticks where a new chunk takes over, and the mean |third difference| of the executed actions
+(jerk per tick^3), over all runs.
+
+    python benchmarks/rtc_smoothness.py                      # trains a small state-only checkpoint first
+    python benchmarks/rtc_smoothness.py --checkpoint DIR     # an existing SO-100 state-only checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples" / "so100"))
+
+
+def train(work: Path, steps: int) -> Path:
+    from synthetic_dataset import write
+
+    data = write(work / "data", episodes=8, frames=80, camera=None)
+    out = work / "train"
+    args = [
+        "--policy.type=diffusion_plus", "--policy.device=cpu", "--policy.push_to_hub=false",
+        "--policy.down_dims=[32,64,128]", "--policy.diffusion_step_embed_dim=32",
+        "--policy.optimizer_lr=1e-3", "--policy.scheduler_warmup_steps=50",
+        "--dataset.repo_id=local/so100_synth", f"--dataset.root={data}", f"--steps={steps}",
+        "--batch_size=32", "--num_workers=0", f"--save_freq={steps}", "--env_eval_freq=0",
+        f"--log_freq={steps}", f"--output_dir={out}", "--seed=1",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    subprocess.run([str(Path(sys.executable).parent / "lerobot-train"), *args], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    return out / "checkpoints" / "last" / "pretrained_model"
+
+
+class Rig:
+    """A loaded checkpoint, its processors and a connected dry-run robot, stepped by hand."""
+
+    def __init__(self, checkpoint: Path, work: Path):
+        from lerobot.configs import PreTrainedConfig
+        from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+        from lerobot.utils.feature_utils import hw_to_dataset_features
+
+        from lerobot_policy_diffusion_plus import SO100Dryrun, SO100DryrunConfig
+
+        cfg = PreTrainedConfig.from_pretrained(checkpoint)
+        cfg.noise_scheduler_type, cfg.num_inference_steps, cfg.device = "DDIM", 10, "cpu"
+        self.policy = get_policy_class(cfg.type).from_pretrained(checkpoint, config=cfg).eval()
+        self.pre, self.post = make_pre_post_processors(cfg, pretrained_path=str(checkpoint))
+        self.robot = SO100Dryrun(SO100DryrunConfig(calibration_dir=work))
+        self.robot.connect()
+        self.hw_features = hw_to_dataset_features(self.robot.observation_features, "observation")
+        self.keys = list(self.robot.action_features)
+
+    def reset(self, seed: int, start: np.ndarray) -> None:
+        torch.manual_seed(seed)
+        self.policy.reset()
+        self.pre.reset()
+        self.post.reset()
+        self.send(torch.from_numpy(start))
+
+    def observe(self) -> dict:
+        from lerobot.policies.utils import prepare_observation_for_inference
+        from lerobot.utils.feature_utils import build_dataset_frame
+
+        frame = build_dataset_frame(self.hw_features, self.robot.get_observation(), prefix="observation")
+        batch = prepare_observation_for_inference(frame, torch.device("cpu"), "follow the path", "so100_dryrun")
+        return self.pre(batch)
+
+    def send(self, action: torch.Tensor) -> None:
+        self.robot.send_action({k: float(v) for k, v in zip(self.keys, action)})
+
+
+def run_sync(rig: Rig, ticks: int) -> tuple[np.ndarray, np.ndarray]:
+    actions = []
+    for _ in range(ticks):
+        with torch.no_grad():
+            action = rig.post(rig.policy.select_action(rig.observe())).squeeze(0)
+        rig.send(action)
+        actions.append(action.numpy())
+    n = rig.policy.config.n_action_steps
+    return np.stack(actions), np.arange(ticks) // n
+
+
+def run_async(rig: Rig, ticks: int, delay: int, schedule: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """LeRobot's RTC engine loop with a latency of exactly `delay` ticks; schedule None: no guidance."""
+    from lerobot.policies.rtc import ActionQueue
+    from lerobot.policies.rtc.configuration_rtc import RTCConfig
+    from lerobot.rollout.inference.rtc import _normalize_prev_actions_length
+
+    rtc_config = RTCConfig(prefix_attention_schedule=schedule or "LINEAR")
+    rig.policy.config.rtc_config = rtc_config
+    queue = ActionQueue(rtc_config)
+    actions, chunk_ids, merges, first = [], [], 0, True
+    while len(actions) < ticks:
+        idx_before = queue.get_action_index()
+        prev = queue.get_left_over()
+        if prev is not None:
+            prev = _normalize_prev_actions_length(prev, rtc_config.execution_horizon)
+        with torch.no_grad():
+            chunk = rig.policy.predict_action_chunk(
+                rig.observe(), inference_delay=0 if first else delay,
+                prev_chunk_left_over=prev if schedule else None,
+            )
+        first = False
+        for _ in range(delay):  # the robot keeps executing the previous chunk meanwhile
+            action = queue.get()
+            if action is not None:
+                rig.send(action)
+                actions.append(action.numpy())
+                chunk_ids.append(merges)
+        queue.merge(chunk.squeeze(0), rig.post(chunk).squeeze(0), delay, idx_before)
+        merges += 1
+    return np.stack(actions[:ticks]), np.array(chunk_ids[:ticks])
+
+
+def smoothness(runs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    jumps, jerks = [], []
+    for actions, ids in runs:
+        step = np.abs(np.diff(actions, axis=0)).max(axis=1)
+        jumps.extend(step[ids[1:] != ids[:-1]])
+        jerks.append(np.abs(np.diff(actions, n=3, axis=0)).mean())
+    return {"max_jump": float(np.max(jumps)), "mean_jump": float(np.mean(jumps)), "jerk": float(np.mean(jerks))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--ticks", type=int, default=120)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--delays", type=int, nargs="+", default=[1, 3])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    # The engine's queue warns whenever fewer actions were consumed than the delay (always, on the first
+    # chunk of a run); here the delay is exact by construction.
+    logging.getLogger("lerobot.policies.rtc.action_queue").setLevel(logging.ERROR)
+    work = Path(tempfile.mkdtemp(prefix="rtc_smoothness_"))
+    t0 = time.perf_counter()
+    checkpoint = args.checkpoint or train(work, args.train_steps)
+    print(f"checkpoint {checkpoint} ({time.perf_counter() - t0:.0f} s)")
+    from synthetic_dataset import CENTRE
+
+    rig = Rig(checkpoint, work)
+    t0 = time.perf_counter()
+    latencies = []
+    for _ in range(5):
+        start = time.perf_counter()
+        with torch.no_grad():
+            rig.policy.predict_action_chunk(rig.observe())
+        latencies.append(time.perf_counter() - start)
+    print(f"chunk latency on this machine (DDIM-10, 1 thread): median {1000 * np.median(latencies):.0f} ms")
+
+    modes = [("sync", None, None)]
+    for d in args.delays:
+        modes += [(f"async, no guidance, delay {d}", d, None), (f"RTC LINEAR, delay {d}", d, "LINEAR"),
+                  (f"RTC EXP, delay {d}", d, "EXP")]
+    print("| mode | max jump at chunk boundary | mean jump at boundary | mean jerk per tick^3 |")
+    print("|---|---|---|---|")
+    for name, delay, schedule in modes:
+        runs = []
+        for seed in range(args.seeds):
+            rig.reset(seed, CENTRE)
+            if delay is None:
+                runs.append(run_sync(rig, args.ticks))
+            else:
+                runs.append(run_async(rig, args.ticks, delay, schedule))
+        m = smoothness(runs)
+        print(f"| {name} | {m['max_jump']:.2f} | {m['mean_jump']:.2f} | {m['jerk']:.3f} |", flush=True)
+    print(f"({args.seeds} runs x {args.ticks} ticks per mode, {time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
