@@ -115,8 +115,19 @@ class UNet1dDenoiser(nn.Module):
         cond = torch.cat([emb, obs_features.flatten(1)[None].expand(n, B, -1)], dim=-1)  # (n, B, D)
         if not fast:
             return lambda x, i: self._forward(x, cond[i])
-        films = [block.cond_encoder(cond) for block in self._blocks()]  # each (n, B, C or 2C)
-        return lambda x, i: self._fast_forward(x, [film[i] for film in films])
+        # Per block: FiLM scale and bias (or bias alone) of every step, shaped to broadcast over time.
+        films = []
+        for block in self._blocks():
+            film = block.cond_encoder(cond).unsqueeze(2)  # (n, B, 1, C or 2C)
+            films.append(film.split(block.out_channels, dim=-1) if block.use_scale else (None, film))
+        # Weight matrices of the convolutions, laid out for the matmul once per chunk instead of per step.
+        mats = {
+            conv: conv.weight.view(conv.weight.shape[0], -1) if isinstance(conv, nn.ConvTranspose1d)
+            else conv.weight.view(conv.out_channels, -1).t()
+            for conv in self.modules() if isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d))
+        }
+        return lambda x, i: self._fast_forward(x, [(scale if scale is None else scale[i], bias[i])
+                                                   for scale, bias in films], mats)
 
     def _blocks(self) -> list[FiLMResidualBlock]:
         """Residual blocks in the order `_forward` runs them."""
@@ -124,29 +135,30 @@ class UNet1dDenoiser(nn.Module):
         up = [b for res1, res2, _ in self.up for b in (res1, res2)]
         return down + list(self.mid) + up
 
-    def _fast_forward(self, x: Tensor, films: list[Tensor]) -> Tensor:
+    def _fast_forward(self, x: Tensor, films: list[tuple], mats: dict[nn.Module, Tensor]) -> Tensor:
         films = iter(films)
         h, skips = x, []  # (B, T, C): time-major, so a convolution window is a contiguous slice
         for res1, res2, down in self.down:
-            h = _fast_block(res2, _fast_block(res1, h, next(films)), next(films))
+            h = _fast_block(res2, _fast_block(res1, h, next(films), mats), next(films), mats)
             skips.append(h)
             if not isinstance(down, nn.Identity):
-                h = _conv_time_major(h, down)
+                h = _conv_time_major(h, down, mats[down])
         for res in self.mid:
-            h = _fast_block(res, h, next(films))
+            h = _fast_block(res, h, next(films), mats)
         for res1, res2, up in self.up:
             h = torch.cat([h, skips.pop()], dim=-1)
-            h = _fast_block(res2, _fast_block(res1, h, next(films)), next(films))
-            h = _conv_transpose_time_major(h, up)
-        return _conv_time_major(_fast_conv_block(self.head[0], h), self.head[1])
+            h = _fast_block(res2, _fast_block(res1, h, next(films), mats), next(films), mats)
+            h = _conv_transpose_time_major(h, up, mats[up])
+        return _conv_time_major(_fast_conv_block(self.head[0], h, mats), self.head[1], mats[self.head[1]])
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(decayed, not decayed): the reference applies its small weight decay to every U-Net weight."""
         return list(self.parameters()), []
 
 
-def _conv_time_major(h: Tensor, conv: nn.Conv1d) -> Tensor:
-    """`conv` applied to h (B, T, C_in) -> (B, T', C_out) as one matmul over unfolded windows."""
+def _conv_time_major(h: Tensor, conv: nn.Conv1d, mat: Tensor) -> Tensor:
+    """`conv` applied to h (B, T, C_in) -> (B, T', C_out) as one matmul over unfolded windows;
+    `mat` is its weight as (C_in * k, C_out)."""
     B, _, c_in = h.shape
     (k,), (stride,), (pad,) = conv.kernel_size, conv.stride, conv.padding
     if k == 1:
@@ -154,33 +166,30 @@ def _conv_time_major(h: Tensor, conv: nn.Conv1d) -> Tensor:
     else:
         # Windows (B, T', C_in, k) flatten in the order of the weight's (C_in, k) axes.
         cols = F.pad(h, (0, 0, pad, pad)).unfold(1, k, stride).reshape(-1, c_in * k)
-    out = torch.addmm(conv.bias, cols, conv.weight.view(conv.out_channels, -1).t())
+    out = torch.addmm(conv.bias, cols, mat)
     return out.view(B, -1, conv.out_channels)
 
 
-def _conv_transpose_time_major(h: Tensor, conv: nn.ConvTranspose1d) -> Tensor:
+def _conv_transpose_time_major(h: Tensor, conv: nn.ConvTranspose1d, mat: Tensor) -> Tensor:
     """`conv` (upsampling) applied to h (B, T, C_in): one matmul gives every input frame's k output taps,
-    which fold then overlap-adds into place."""
+    which fold then overlap-adds into place; `mat` is its weight as (C_in, C_out * k)."""
     B, T, c_in = h.shape
     (k,), (stride,), (pad,) = conv.kernel_size, conv.stride, conv.padding
-    taps = torch.mm(h.reshape(-1, c_in), conv.weight.view(c_in, -1)).view(B, T, -1).transpose(1, 2)
+    taps = torch.mm(h.reshape(-1, c_in), mat).view(B, T, -1).transpose(1, 2)
     full = F.fold(taps, output_size=(1, (T - 1) * stride + k), kernel_size=(1, k), stride=(1, stride))
     return (full[:, :, 0, pad : full.shape[-1] - pad] + conv.bias[:, None]).transpose(1, 2)
 
 
-def _fast_conv_block(block: Conv1dBlock, h: Tensor) -> Tensor:
+def _fast_conv_block(block: Conv1dBlock, h: Tensor, mats: dict[nn.Module, Tensor]) -> Tensor:
     conv, norm, _ = block
-    h = _conv_time_major(h, conv)
+    h = _conv_time_major(h, conv, mats[conv])
     h = F.group_norm(h.transpose(1, 2), norm.num_groups, norm.weight, norm.bias, norm.eps).transpose(1, 2)
     return F.mish(h)
 
 
-def _fast_block(block: FiLMResidualBlock, h: Tensor, film: Tensor) -> Tensor:
-    y = _fast_conv_block(block.conv1, h)
-    if block.use_scale:
-        scale, bias = film.split(block.out_channels, dim=-1)
-        y = torch.addcmul(bias[:, None], scale[:, None], y)
-    else:
-        y = y + film[:, None]
-    residual = h if isinstance(block.residual, nn.Identity) else _conv_time_major(h, block.residual)
-    return _fast_conv_block(block.conv2, y) + residual
+def _fast_block(block: FiLMResidualBlock, h: Tensor, film: tuple, mats: dict[nn.Module, Tensor]) -> Tensor:
+    scale, bias = film
+    y = _fast_conv_block(block.conv1, h, mats)
+    y = y + bias if scale is None else torch.addcmul(bias, scale, y)
+    residual = h if isinstance(block.residual, nn.Identity) else _conv_time_major(h, block.residual, mats[block.residual])
+    return _fast_conv_block(block.conv2, y, mats) + residual
