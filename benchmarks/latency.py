@@ -2,8 +2,11 @@
 for diffusion_plus, diffusion_plus_transformer and LeRobot's own `diffusion` at the same U-Net size, the same
 PushT keypoint features, the same sampler and step count, interleaved in one process. Prints ratios.
 
-    python benchmarks/latency.py [--sizes small large] [--samplers DDIM-10 DDPM-100] [--repeats 20] [--device cpu]
-                                 [--json out.json] [--plot out.png]
+    python benchmarks/latency.py [--sizes small large] [--samplers DDIM-10 DDPM-100 DPM++2M-4] [--repeats 20]
+                                 [--device cpu] [--threads N] [--json out.json]
+                                 [--plot out.png [--plot-steps 1 2 4 10 25 50 100]]
+
+--plot draws median chunk latency against the number of DDIM denoising steps for each policy (small U-Net).
 """
 
 from __future__ import annotations
@@ -58,8 +61,10 @@ def measure(sizes, samplers, repeats, device):
     rows = []
     for size in sizes:
         for spec in samplers:
-            sampler, steps = spec.split("-")
+            sampler, steps = spec.rsplit("-", 1)
             types = ["diffusion", "diffusion_plus"] + (["diffusion_plus_transformer"] if size == sizes[0] else [])
+            if sampler not in ("DDPM", "DDIM"):  # LeRobot's diffusion has no such sampler: ours only
+                types = [t for t in types if t != "diffusion"]
             policies = {t: build(t, size, sampler, int(steps), device) for t in types}
             times = {t: [] for t in types}
             for t in types:  # warm-up (lazy tables, allocator, compiled paths)
@@ -68,24 +73,49 @@ def measure(sizes, samplers, repeats, device):
             for _ in range(repeats):  # interleaved so drift affects all alike
                 for t in types:
                     times[t].append(chunk_latency(policies[t], device))
-            base = statistics.median(times["diffusion"])
+            base = statistics.median(times["diffusion"]) if "diffusion" in times else None
             for t in types:
                 med = statistics.median(times[t])
                 params = sum(p.numel() for p in (policies[t].model if hasattr(policies[t], "model") else policies[t].diffusion).parameters())
+                ratio = round(med / base, 3) if base else None
                 rows.append({"policy": t, "size": size, "params_M": round(params / 1e6, 2), "sampler": spec,
-                             "median_ms": round(med * 1e3, 2), "ratio_vs_diffusion": round(med / base, 3)})
-                print(f"{size:5s} {spec:9s} {t:27s} {params / 1e6:6.1f}M {med * 1e3:8.2f} ms  x{med / base:.3f}")
+                             "median_ms": round(med * 1e3, 2), "ratio_vs_diffusion": ratio})
+                print(f"{size:5s} {spec:11s} {t:27s} {params / 1e6:6.1f}M {med * 1e3:8.2f} ms  "
+                      + (f"x{ratio:.3f}" if ratio else "(no LeRobot equivalent)"))
     return rows
+
+
+def plot(path: str, steps: list[int], repeats: int, device: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = measure(["small"], [f"DDIM-{n}" for n in steps], repeats, device)
+    plt.figure(figsize=(6, 4))
+    for t in ("diffusion", "diffusion_plus", "diffusion_plus_transformer"):
+        pts = [(int(r["sampler"].split("-")[1]), r["median_ms"]) for r in rows if r["policy"] == t]
+        plt.plot(*zip(*pts), marker="o", label=t)
+    plt.xscale("log")
+    plt.yscale("log")
+    plt.xlabel("DDIM denoising steps")
+    plt.ylabel("median ms per chunk (batch 1)")
+    plt.title(f"chunk latency, {device}, torch {torch.__version__}")
+    plt.legend()
+    plt.tight_layout()
+    plt.savefig(path, dpi=120)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["small", "large"], choices=list(SIZES))
-    parser.add_argument("--samplers", nargs="+", default=["DDIM-10", "DDPM-100"])
+    parser.add_argument("--samplers", nargs="+", default=["DDIM-10", "DDPM-100", "DPM++2M-4"])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--plot", default=None, help="also write a PNG of latency against DDIM steps")
+    parser.add_argument("--plot-steps", type=int, nargs="+", default=[1, 2, 4, 10, 25, 50, 100])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,6 +125,8 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "device": args.device, "rows": rows}, f, indent=1)
+    if args.plot:
+        plot(args.plot, args.plot_steps, max(3, args.repeats // 4), args.device)
 
 
 if __name__ == "__main__":
