@@ -40,7 +40,7 @@ def train(work: Path, steps: int) -> Path:
     args = [
         "--policy.type=diffusion_plus", "--policy.device=cpu", "--policy.push_to_hub=false",
         "--policy.down_dims=[32,64,128]", "--policy.diffusion_step_embed_dim=32",
-        "--policy.optimizer_lr=1e-3", "--policy.scheduler_warmup_steps=50",
+        "--policy.optimizer_lr=2e-3", "--policy.scheduler_warmup_steps=50",
         "--dataset.repo_id=local/so100_synth", f"--dataset.root={data}", f"--steps={steps}",
         "--batch_size=32", "--num_workers=0", f"--save_freq={steps}", "--env_eval_freq=0",
         f"--log_freq={steps}", f"--output_dir={out}", "--seed=1",
@@ -132,6 +132,23 @@ def run_async(rig: Rig, ticks: int, delay: int, schedule: str | None) -> tuple[n
     return np.stack(actions[:ticks]), np.array(chunk_ids[:ticks])
 
 
+def open_loop_error(rig: Rig, episodes: int = 3) -> float:
+    """Mean |chunk - demo| (robot units) from demo-like observations: how well the checkpoint is trained."""
+    from synthetic_dataset import joint_path
+
+    rng, errors = np.random.default_rng(123), []
+    n = rig.policy.config.n_action_steps
+    for _ in range(episodes):
+        path = joint_path(40, rng).astype(np.float32)
+        for t in range(1, 40 - n):
+            rig.policy.reset()
+            batch = rig.pre({"observation.state": torch.from_numpy(path[t - 1 : t + 1]).unsqueeze(0), "task": ["x"]})
+            with torch.no_grad():
+                chunk = rig.post(rig.policy.predict_action_chunk(batch)).squeeze(0).numpy()
+            errors.append(np.abs(chunk - path[t + 1 : t + 1 + n]).mean())
+    return float(np.mean(errors))
+
+
 def smoothness(runs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     jumps, jerks = [], []
     for actions, ids in runs:
@@ -157,7 +174,7 @@ def main() -> None:
     t0 = time.perf_counter()
     checkpoint = args.checkpoint or train(work, args.train_steps)
     print(f"checkpoint {checkpoint} ({time.perf_counter() - t0:.0f} s)")
-    from synthetic_dataset import CENTRE
+    from synthetic_dataset import CENTRE, joint_path
 
     rig = Rig(checkpoint, work)
     t0 = time.perf_counter()
@@ -169,6 +186,11 @@ def main() -> None:
         latencies.append(time.perf_counter() - start)
     print(f"chunk latency on this machine (DDIM-10, 1 thread): median {1000 * np.median(latencies):.0f} ms")
 
+    print(f"open-loop error of the checkpoint on demo paths: {open_loop_error(rig):.2f} (mean |chunk - demo|)")
+    demo = joint_path(1000, np.random.default_rng(0))
+    steps = np.abs(np.diff(demo, axis=0)).max(axis=1)
+    jerk = np.abs(np.diff(demo, n=3, axis=0)).mean()
+    print(f"demo reference: largest step {steps.max():.2f}, mean step {steps.mean():.2f}, mean jerk {jerk:.3f}")
     modes = [("sync", None, None)]
     for d in args.delays:
         modes += [(f"async, no guidance, delay {d}", d, None), (f"RTC LINEAR, delay {d}", d, "LINEAR"),

@@ -7,6 +7,7 @@ loop rate. Tolerance: the mean rate stays within 15% of FPS on this 2-core machi
 import json
 import math
 import re
+import shlex
 import sys
 import types
 
@@ -91,11 +92,25 @@ def test_rollout_on_dryrun_robot(policy_type, inference, checkpoints, so100_data
 
 
 def test_guide_shows_the_tested_commands():
-    guide = GUIDE.read_text()
-    for flag in rollout_args("X", "X", "sync")[1:] + ["--inference.type=rtc"]:
-        if "=X" not in flag:
-            assert flag in guide, f"examples/so100/README.md lacks {flag}"
-    assert re.search(r"lerobot-train[^`]*--policy\.type=diffusion_plus", guide)
+    """The guide's dry-run commands are these tests' commands, flag for flag (paths aside)."""
+    def flags(args):
+        return {a.split("=", 1)[0] if a.startswith(("--policy.path", "--robot.action_log")) else a for a in args}
+
+    def policy_flags(args):  # what is not about the hardware, the device or the run's length
+        return {a for a in args if a.startswith(("--policy.", "--inference.")) and not a.startswith(
+            ("--policy.path", "--policy.device"))}
+
+    dry, arm = [], []
+    for block in re.findall(r"```bash\n(.*?)```", GUIDE.read_text(), flags=re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(command, comments=True)
+            if words[:1] == ["lerobot-rollout"]:
+                (dry if "--robot.type=so100_dryrun" in words else arm).append(words[1:])
+    for inference in ("sync", "rtc"):
+        tested = rollout_args("X", "X", inference)
+        assert flags(tested) in [flags(c) for c in dry], inference
+        assert policy_flags(tested) in [policy_flags(c) for c in arm], inference
+    assert re.search(r"lerobot-train[^`]*--policy\.type=diffusion_plus", GUIDE.read_text())
 
 
 def test_dryrun_robot_has_so100_features(monkeypatch, tmp_path):

@@ -50,7 +50,7 @@ def test_guide_maps_chunk_positions_onto_the_horizon():
 
 
 @pytest.mark.parametrize("policy_type", POLICY_TYPES)
-@pytest.mark.parametrize("sampler", ["DDIM", "DDPM"])
+@pytest.mark.parametrize("sampler", ["DDIM", "DDPM", "DPM++2M"])
 def test_policy_rtc_holds_the_delayed_actions(policy_type, sampler):
     torch.manual_seed(0)
     cfg = make_config(policy_type, noise_scheduler_type=sampler, num_inference_steps=10)
