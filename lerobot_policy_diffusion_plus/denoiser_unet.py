@@ -126,8 +126,10 @@ class UNet1dDenoiser(nn.Module):
             else conv.weight.view(conv.out_channels, -1).t()
             for conv in self.modules() if isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d))
         }
-        return lambda x, i: self._fast_forward(x, [(scale if scale is None else scale[i], bias[i])
-                                                   for scale, bias in films], mats)
+        # Regrouped by step ([step][block] -> (scale, bias)) so a step does no indexing of its own.
+        per_step = list(zip(*[zip([None] * n if scale is None else scale.unbind(0), bias.unbind(0))
+                              for scale, bias in films]))
+        return lambda x, i: self._fast_forward(x, per_step[i], mats)
 
     def _blocks(self) -> list[FiLMResidualBlock]:
         """Residual blocks in the order `_forward` runs them."""
@@ -135,7 +137,7 @@ class UNet1dDenoiser(nn.Module):
         up = [b for res1, res2, _ in self.up for b in (res1, res2)]
         return down + list(self.mid) + up
 
-    def _fast_forward(self, x: Tensor, films: list[tuple], mats: dict[nn.Module, Tensor]) -> Tensor:
+    def _fast_forward(self, x: Tensor, films: tuple, mats: dict[nn.Module, Tensor]) -> Tensor:
         films = iter(films)
         h, skips = x, []  # (B, T, C): time-major, so a convolution window is a contiguous slice
         for res1, res2, down in self.down:
