@@ -115,21 +115,31 @@ class UNet1dDenoiser(nn.Module):
         cond = torch.cat([emb, obs_features.flatten(1)[None].expand(n, B, -1)], dim=-1)  # (n, B, D)
         if not fast:
             return lambda x, i: self._forward(x, cond[i])
-        # Per block: FiLM scale and bias (or bias alone) of every step, shaped to broadcast over time.
-        films = []
+        mats, film_weight, film_bias = self._inference_weights()
+        # Every block's FiLM of every step in one matmul (each block's encoder is Mish then Linear on the
+        # same condition), then cut per block into scale and bias (or bias alone), broadcast over time.
+        all_films = F.linear(F.mish(cond), film_weight, film_bias).unsqueeze(2)  # (n, B, 1, sum of widths)
+        films, start = [], 0
         for block in self._blocks():
-            film = block.cond_encoder(cond).unsqueeze(2)  # (n, B, 1, C or 2C)
+            width = block.out_channels * (2 if block.use_scale else 1)
+            film = all_films[..., start : start + width]
+            start += width
             films.append(film.split(block.out_channels, dim=-1) if block.use_scale else (None, film))
-        # Weight matrices of the convolutions, laid out for the matmul once per chunk instead of per step.
+        # Regrouped by step ([step][block] -> (scale, bias)) so a step does no indexing of its own.
+        per_step = list(zip(*[zip([None] * n if scale is None else scale.unbind(0), bias.unbind(0))
+                              for scale, bias in films]))
+        return lambda x, i: self._fast_forward(x, per_step[i], mats)
+
+    def _inference_weights(self) -> tuple[dict[nn.Module, Tensor], Tensor, Tensor]:
+        """Convolution weights as matmul operands, and all FiLM layers stacked into one. Rebuilt per chunk
+        (under a millisecond): checking whether any of ~100 parameters changed would cost more."""
         mats = {
             conv: conv.weight.view(conv.weight.shape[0], -1) if isinstance(conv, nn.ConvTranspose1d)
             else conv.weight.view(conv.out_channels, -1).t()
             for conv in self.modules() if isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d))
         }
-        # Regrouped by step ([step][block] -> (scale, bias)) so a step does no indexing of its own.
-        per_step = list(zip(*[zip([None] * n if scale is None else scale.unbind(0), bias.unbind(0))
-                              for scale, bias in films]))
-        return lambda x, i: self._fast_forward(x, per_step[i], mats)
+        linears = [block.cond_encoder[1] for block in self._blocks()]
+        return mats, torch.cat([lin.weight for lin in linears]), torch.cat([lin.bias for lin in linears])
 
     def _blocks(self) -> list[FiLMResidualBlock]:
         """Residual blocks in the order `_forward` runs them."""
