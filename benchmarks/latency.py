@@ -1,6 +1,7 @@
 """Per-chunk latency through `select_action` after `reset()` (the lerobot-eval / lerobot-rollout path), batch 1,
 for diffusion_plus, diffusion_plus_transformer and LeRobot's own `diffusion` at the same U-Net size, the same
 PushT keypoint features, the same sampler and step count, interleaved in one process. Prints ratios.
+Samplers LeRobot's diffusion lacks (DPM++2M) are compared with our own U-Net at DDIM-10 instead.
 
     python benchmarks/latency.py [--sizes small large] [--samplers DDIM-10 DDPM-100 DPM++2M-4] [--repeats 20]
                                  [--device cpu] [--threads N] [--json out.json]
@@ -58,30 +59,35 @@ def chunk_latency(policy, device: str) -> float:
 
 
 def measure(sizes, samplers, repeats, device):
+    """One interleaved group per (size, sampler). A sampler LeRobot's diffusion lacks is compared with our
+    own U-Net at DDIM-10 in the same group instead (the few-step target is relative to it)."""
     rows = []
     for size in sizes:
         for spec in samplers:
             sampler, steps = spec.rsplit("-", 1)
-            types = ["diffusion", "diffusion_plus"] + (["diffusion_plus_transformer"] if size == sizes[0] else [])
-            if sampler not in ("DDPM", "DDIM"):  # LeRobot's diffusion has no such sampler: ours only
-                types = [t for t in types if t != "diffusion"]
-            policies = {t: build(t, size, sampler, int(steps), device) for t in types}
-            times = {t: [] for t in types}
-            for t in types:  # warm-up (lazy tables, allocator, compiled paths)
+            types = ["diffusion_plus"] + (["diffusion_plus_transformer"] if size == sizes[0] else [])
+            entries = [(t, sampler, int(steps)) for t in types]
+            base = ("diffusion", sampler, int(steps)) if sampler in ("DDPM", "DDIM") else ("diffusion_plus", "DDIM", 10)
+            entries.insert(0, base)
+            policies = {e: build(e[0], size, e[1], e[2], device) for e in entries}
+            times = {e: [] for e in entries}
+            for e in entries:  # warm-up (lazy tables, allocator)
                 for _ in range(2):
-                    chunk_latency(policies[t], device)
+                    chunk_latency(policies[e], device)
             for _ in range(repeats):  # interleaved so drift affects all alike
-                for t in types:
-                    times[t].append(chunk_latency(policies[t], device))
-            base = statistics.median(times["diffusion"]) if "diffusion" in times else None
-            for t in types:
-                med = statistics.median(times[t])
-                params = sum(p.numel() for p in (policies[t].model if hasattr(policies[t], "model") else policies[t].diffusion).parameters())
-                ratio = round(med / base, 3) if base else None
-                rows.append({"policy": t, "size": size, "params_M": round(params / 1e6, 2), "sampler": spec,
-                             "median_ms": round(med * 1e3, 2), "ratio_vs_diffusion": ratio})
-                print(f"{size:5s} {spec:11s} {t:27s} {params / 1e6:6.1f}M {med * 1e3:8.2f} ms  "
-                      + (f"x{ratio:.3f}" if ratio else "(no LeRobot equivalent)"))
+                for e in entries:
+                    times[e].append(chunk_latency(policies[e], device))
+            base_med = statistics.median(times[base])
+            for e in entries:
+                med = statistics.median(times[e])
+                policy = policies[e]
+                params = sum(p.numel() for p in (policy.model if hasattr(policy, "model") else policy.diffusion).parameters())
+                label = f"{e[1]}-{e[2]}"
+                rows.append({"policy": e[0], "size": size, "params_M": round(params / 1e6, 2), "sampler": label,
+                             "median_ms": round(med * 1e3, 2), "baseline": f"{base[0]} {base[1]}-{base[2]}",
+                             "ratio_vs_baseline": round(med / base_med, 3)})
+                print(f"{size:5s} {label:11s} {e[0]:27s} {params / 1e6:6.1f}M {med * 1e3:8.2f} ms  "
+                      f"x{med / base_med:.3f} of {base[0]} {base[1]}-{base[2]}")
     return rows
 
 
@@ -94,7 +100,8 @@ def plot(path: str, steps: list[int], repeats: int, device: str) -> None:
     rows = measure(["small"], [f"DDIM-{n}" for n in steps], repeats, device)
     plt.figure(figsize=(6, 4))
     for t in ("diffusion", "diffusion_plus", "diffusion_plus_transformer"):
-        pts = [(int(r["sampler"].split("-")[1]), r["median_ms"]) for r in rows if r["policy"] == t]
+        pts = [(int(r["sampler"].split("-")[1]), r["median_ms"]) for r in rows if r["policy"] == t
+               and r["sampler"].startswith("DDIM")]
         plt.plot(*zip(*pts), marker="o", label=t)
     plt.xscale("log")
     plt.yscale("log")
