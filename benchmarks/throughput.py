@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-TYPES = ["diffusion", "diffusion_plus", "diffusion_plus_transformer"]
+TYPES = ["diffusion", "diffusion_plus", "diffusion_plus_transformer"]  # the first is the baseline
 
 
 def samples_per_s(policy_type: str, args, workdir: Path) -> float:
@@ -40,10 +40,14 @@ def samples_per_s(policy_type: str, args, workdir: Path) -> float:
     run = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if run.returncode != 0:
         raise SystemExit(f"{policy_type}: lerobot-train failed:\n{run.stderr[-3000:]}")
-    rates = [float(x) for x in re.findall(r"smp/s:([0-9.]+)", run.stdout + run.stderr)]
+    log = run.stdout + run.stderr
+    rates = [float(x) for x in re.findall(r"smp/s:([0-9.]+)", log)]
     if len(rates) < 2:
         raise SystemExit(f"{policy_type}: fewer than two log lines; raise --steps or lower --log-freq")
-    return statistics.mean(rates[1:])
+    # Where the time goes: the optimizer update (forward, backward, step) and waiting for data.
+    update = [float(x) for x in re.findall(r"updt_s:([0-9.]+)", log)][1:]
+    data = [float(x) for x in re.findall(r"data_s:([0-9.]+)", log)][1:]
+    return statistics.mean(rates[1:]), statistics.mean(update), statistics.mean(data)
 
 
 def main() -> None:
@@ -61,12 +65,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for policy_type in TYPES:
-            rate = samples_per_s(policy_type, args, Path(tmp))
-            rows.append({"policy": policy_type, "samples_per_s": round(rate, 1)})
+            rate, update, data = samples_per_s(policy_type, args, Path(tmp))
+            rows.append({"policy": policy_type, "samples_per_s": round(rate, 1),
+                         "update_s": round(update, 3), "data_s": round(data, 3)})
     base = rows[0]["samples_per_s"]
     for row in rows:
         row["ratio_vs_diffusion"] = round(row["samples_per_s"] / base, 3)
-        print(f"{row['policy']:27s} {row['samples_per_s']:8.1f} samples/s  x{row['ratio_vs_diffusion']:.3f}")
+        print(f"{row['policy']:27s} {row['samples_per_s']:8.1f} samples/s  x{row['ratio_vs_diffusion']:.3f}  "
+              f"(update {row['update_s']:.3f} s, data wait {row['data_s']:.3f} s per step)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
 
