@@ -109,7 +109,8 @@ class TransformerDenoiser(nn.Module):
         """The denoiser for one chunk, as `f(x_t, i)` evaluated at `timesteps[i]` (sampling order).
 
         The condition memory depends only on the observation and the step: it is encoded for every step
-        at once here, so each denoising step runs the decoder only.
+        at once here, so each denoising step runs the decoder only. `fast` (the U-Net's switch) changes
+        nothing here: this path is the eager modules.
         """
         n, B = timesteps.shape[0], obs_features.shape[0]
         memory = self._memory(timesteps.repeat_interleave(B), obs_features.repeat(n, 1, 1))
