@@ -3,6 +3,7 @@ diffusion_plus_transformer and LeRobot's `diffusion` at the same U-Net size, bat
 
     python benchmarks/throughput.py --dataset DIR [--steps 60] [--batch-size 64] [--down-dims 64 128 256]
                                     [--device cpu] [--threads 1] [--num-workers 1] [--json out.json]
+                                    [--policies diffusion_plus diffusion ...]
 
 Samples/s is LeRobot's own `smp/s` figure (batch / (update time + data time)), averaged over the log
 intervals after the first (which holds warm-up).
@@ -60,15 +61,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for each run (0: unset)")
     parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--policies", nargs="+", default=TYPES, choices=TYPES,
+                        help="run order; ratios are against `diffusion` (run it too)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if "diffusion" not in args.policies:
+        parser.error("--policies must include diffusion (the baseline of the ratios)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for policy_type in TYPES:
+        for policy_type in args.policies:
             rate, update, data = samples_per_s(policy_type, args, Path(tmp))
             rows.append({"policy": policy_type, "samples_per_s": round(rate, 1),
                          "update_s": round(update, 3), "data_s": round(data, 3)})
-    base = rows[0]["samples_per_s"]
+    base = next(r["samples_per_s"] for r in rows if r["policy"] == "diffusion")
     for row in rows:
         row["ratio_vs_diffusion"] = round(row["samples_per_s"] / base, 3)
         print(f"{row['policy']:27s} {row['samples_per_s']:8.1f} samples/s  x{row['ratio_vs_diffusion']:.3f}  "
