@@ -105,8 +105,8 @@ class UNet1dDenoiser(nn.Module):
         """The denoiser for one chunk, as `f(x_t, i)` evaluated at `timesteps[i]` (sampling order).
 
         Everything that depends only on the observation and the step is computed here, once per chunk:
-        the conditioning vectors and, on the fast path, every block's FiLM scale/bias for all steps in one
-        matmul per block. The fast path then runs the U-Net channels-last with convolutions as a single
+        the conditioning vectors and, on the fast path, every block's FiLM scale/bias for all steps in a
+        single matmul. The fast path then runs the U-Net channels-last with convolutions as a single
         matmul each (im2col): at batch 1 the horizon is a few frames long, where PyTorch's CPU convolution
         spends most of its time outside the arithmetic. Same weights, same math; float rounding differs.
         """

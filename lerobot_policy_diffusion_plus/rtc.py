@@ -77,14 +77,15 @@ def make_guide(
     if overlap == 0:
         return None
     prev = prev if prev.dim() == 3 else prev.unsqueeze(0)
-    weights = torch.zeros(horizon)
-    weights[start : start + overlap] = prefix_weights(delay, overlap, overlap, schedule)
+    weights = torch.zeros(1, horizon, 1, dtype=prev.dtype, device=prev.device)
+    weights[0, start : start + overlap, 0] = prefix_weights(delay, overlap, overlap, schedule)
+    # The previous chunk laid on the horizon once; where the weight is 0 lerp returns x0 unchanged.
+    target = torch.zeros(prev.shape[0], horizon, prev.shape[-1], dtype=prev.dtype, device=prev.device)
+    target[:, start : start + overlap] = prev[:, :overlap]
 
     def guide(x0: Tensor) -> Tensor:
-        target = x0.clone()
-        target[:, start : start + overlap] = prev[:, :overlap].to(x0)
         # lerp returns `target` exactly where the weight is 1 (unlike x0 + w * (target - x0)), so the
         # held actions equal the previous chunk bit for bit after the last denoising step.
-        return torch.lerp(x0, target, weights.to(x0).view(1, -1, 1))
+        return torch.lerp(x0, target.to(x0), weights.to(x0))
 
     return guide

@@ -142,12 +142,10 @@ def _dpm_solver_pp_2m_table(alphas_cumprod: Tensor, n: int) -> StepTable:
     sigma_next = torch.cat([sigma[1:], torch.zeros(1, dtype=alpha.dtype)])
     h = torch.cat([lam[1:] - lam[:-1], torch.full((1,), math.inf, dtype=alpha.dtype)])
     jump = alpha_next * -torch.expm1(-h)  # alpha_next (1 - e^-h); = 1 on the final step
-    second = torch.zeros(n, dtype=torch.bool)
-    second[1:-1] = True
-    half_inv_r = torch.zeros(n, dtype=alpha.dtype)
+    half_inv_r = torch.zeros(n, dtype=alpha.dtype)  # 1 / (2 r); stays 0 on the first-order steps
     half_inv_r[1:-1] = 0.5 * h[1:-1] / h[:-2]
     p = jump * (1 + half_inv_r)
-    u = torch.where(second, -jump * half_inv_r, torch.zeros_like(jump))
+    u = -jump * half_inv_r
     zero = torch.zeros_like(alpha)
     coef = torch.stack([alpha, sigma, p, sigma_next / sigma, zero, zero, u], dim=1)
     return StepTable(ts, coef.float())
