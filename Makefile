@@ -9,7 +9,8 @@ export WANDB_MODE := disabled
 # Demo knobs (see README): DATA=expert (default, needs nothing) or DATA=human (the zarr in ../shared).
 DATA ?= expert
 DEMO_DIR ?= demo_out
-DEMO_STEPS ?= 2000
+DEMO_STEPS ?= 4000
+DEMO_BATCH ?= 64
 DEMO_EPISODES ?= 100
 EVAL_EPISODES ?= 20
 
@@ -31,7 +32,7 @@ test-all: $(VENV)/.installed
 	$(PY) -m pytest -m ''
 
 demo: $(VENV)/.installed
-	DATA=$(DATA) DEMO_DIR=$(DEMO_DIR) DEMO_STEPS=$(DEMO_STEPS) DEMO_EPISODES=$(DEMO_EPISODES) EVAL_EPISODES=$(EVAL_EPISODES) \
+	DATA=$(DATA) DEMO_DIR=$(DEMO_DIR) DEMO_STEPS=$(DEMO_STEPS) DEMO_BATCH=$(DEMO_BATCH) DEMO_EPISODES=$(DEMO_EPISODES) EVAL_EPISODES=$(EVAL_EPISODES) \
 		bash examples/pusht/demo.sh $(VENV)
 
 clean:

@@ -14,13 +14,20 @@ def test_pusht_success_plans_every_stage_with_equal_budgets(tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout
     commands = [line[2:] for line in out.splitlines() if line.startswith("$ ")]
-    trains = [c for c in commands if "lerobot-train" in c]
+    trains = [c for c in commands if "lerobot-train" in c and "--resume=true" not in c]
+    resumes = [c for c in commands if "lerobot-train" in c and "--resume=true" in c]
     evals = [c for c in commands if "lerobot-eval" in c]
     assert "convert_zarr.py" in commands[0]
-    assert len(trains) == 4 * 2 and len(evals) == 4 * 2 * 2  # 4 policies x 2 seeds (x 2 checkpoints)
+    # 4 policies x 2 seeds, each trained to step 1000 (then stopped), evaluated, resumed to 2000, evaluated.
+    assert len(trains) == len(resumes) == 4 * 2 and len(evals) == 4 * 2 * 2
+    assert all(c.endswith("# stopped after the step-1000 checkpoint") for c in trains)
+    # Round-robin: every policy reaches step 1000 and is evaluated there before any is resumed.
+    first_resume = commands.index(resumes[0])
+    assert sum("lerobot-eval" in c and "_eval1000" in c for c in commands[:first_resume]) == 4 * 2
     for policy in ("diffusion_plus", "diffusion_plus_transformer", "diffusion", "act"):
         assert sum(f"--policy.type={policy} " in c for c in trains) == 2
     assert all("--steps=2000" in c and "--batch_size=64" in c and "--save_freq=1000" in c for c in trains)
+    assert all("--dataset.streaming=true" in c for c in trains)
     # The same U-Net size for LeRobot's diffusion and ours; the same evaluation for every policy.
     unets = [c for c in trains if "--policy.type=diffusion_plus " in c or "--policy.type=diffusion " in c]
     assert all("--policy.down_dims=[64,128,256]" in c for c in unets)

@@ -53,7 +53,8 @@ def test_cli_writes_a_dataset_like_the_converter(tmp_path, capsys, episodes):
 
     root = tmp_path / "expert"
     seed = FRESH_SEEDS[0]
-    main(["--root", str(root), "--episodes", "2", "--seed", str(seed), "--no-images"])
+    # Two planning processes: the episodes must come out as the serial ones, in seed order.
+    main(["--root", str(root), "--episodes", "2", "--seed", str(seed), "--no-images", "--workers", "2"])
     expected = [episodes[seed], episodes[seed + 1]]
     successes = sum(e["success"] for e in expected)
     mean_length = np.mean([e["length"] for e in expected])
@@ -72,5 +73,7 @@ def test_cli_writes_a_dataset_like_the_converter(tmp_path, capsys, episodes):
     assert item["observation.state"].shape == (2,) and item["action"].shape == (2,)
     recorded = expected[0]["frames"][3]["observation.environment_state"]
     np.testing.assert_allclose(item["observation.environment_state"].numpy(), recorded)
+    actions = np.concatenate([[f["action"] for f in e["frames"]] for e in expected])
+    np.testing.assert_array_equal(np.stack(ds.hf_dataset["action"]), actions)
     with pytest.raises(SystemExit, match="already exists"):
         main(["--root", str(root), "--episodes", "1", "--seed", "0", "--no-images"])

@@ -1,7 +1,7 @@
 """Scripted PushT expert: plans pushes in a private copy of gym-pusht's physics and records a LeRobotDataset.
 
     python examples/pusht/generate_expert.py --root DIR --episodes N --seed S \
-        [--no-images] [--noise X] [--force]
+        [--no-images] [--noise X] [--workers N] [--force]
 
 Episode i starts from `env.reset(seed=S + i)`. Before each push the expert copies the physics state into its
 own pymunk world and tries every contact point on the T's edges (one every 10 px): walk the agent around the
@@ -344,18 +344,35 @@ def run_episode(seed: int, noise: float = 0.0, rng: np.random.Generator | None =
     return {"success": success, "length": len(frames), "frames": frames, "block_poses": poses}
 
 
+def _episode(job: tuple[int, float, bool]) -> dict:
+    seed, noise, with_images = job
+    return run_episode(seed, noise, with_images=with_images)
+
+
 def generate(root: Path, episodes: int, seed: int, with_images: bool = True, noise: float = 0.0,
-             force: bool = False, repo_id: str = "local/pusht_expert") -> dict:
-    """Record expert episodes from seeds seed .. seed + episodes - 1; returns success rate and mean length."""
+             force: bool = False, repo_id: str = "local/pusht_expert", workers: int = 1) -> dict:
+    """Record expert episodes from seeds seed .. seed + episodes - 1; returns success rate and mean length.
+
+    With workers > 1 the episodes are planned in that many processes; each depends on its seed only, so the
+    dataset is the same, written in seed order."""
     dataset = create_dataset(root, repo_id, with_images, force)
     successes, lengths = 0, []
-    for i in tqdm(range(episodes), desc="episodes", unit="ep"):
-        result = run_episode(seed + i, noise, with_images=with_images)
+    jobs = [(seed + i, noise, with_images) for i in range(episodes)]
+    if workers > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+        results = pool.imap(_episode, jobs)
+    else:
+        pool, results = None, map(_episode, jobs)
+    for result in tqdm(results, total=episodes, desc="episodes", unit="ep"):
         for frame in result["frames"]:
             dataset.add_frame(frame)
         dataset.save_episode()
         successes += result["success"]
         lengths.append(result["length"])
+    if pool is not None:
+        pool.close()
     dataset.finalize()
     summary = {
         "success_rate": successes / episodes,
@@ -376,6 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, required=True, help="episode i starts from reset(seed=SEED + i)")
     parser.add_argument("--no-images", action="store_true", help="skip observation.image (keypoints only)")
     parser.add_argument("--noise", type=float, default=0.0, help="std (px) of Gaussian action noise")
+    parser.add_argument("--workers", type=int, default=1, help="processes planning episodes in parallel")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --root")
     parser.add_argument("--repo-id", default="local/pusht_expert")
     args = parser.parse_args(argv)
@@ -383,7 +401,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--episodes must be >= 1")
     if args.noise < 0:
         parser.error("--noise must be >= 0")
-    generate(args.root, args.episodes, args.seed, not args.no_images, args.noise, args.force, args.repo_id)
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    generate(args.root, args.episodes, args.seed, not args.no_images, args.noise, args.force, args.repo_id,
+             args.workers)
 
 
 if __name__ == "__main__":
