@@ -4,9 +4,10 @@
 
 Reads samples the way lerobot-train does for a diffusion policy (2 observation steps, a 16-step action
 window, so every key is queried at several time offsets) in this process, one thread, and prints the mean
-milliseconds per sample of `LeRobotDataset` (random access, lerobot-train's default) and of
-`StreamingLeRobotDataset` (`--dataset.streaming=true`). On a 2-core machine the data workers share the cores
-with training, so this cost is paid out of the training step's budget.
+milliseconds per sample of `LeRobotDataset` (random access to --samples frames, lerobot-train's default)
+and of `StreamingLeRobotDataset` (`--dataset.streaming=true`; one full pass, its shuffle buffer's fill
+included), after checking that both give the same tensors for the same frames. On a 2-core machine the
+data workers share the cores with training, so this cost comes out of the training step's budget.
 """
 
 from __future__ import annotations
@@ -28,11 +29,38 @@ def delta_timestamps(fps: int, meta_features: dict) -> dict[str, list[float]]:
     return window
 
 
-def random_access_ms(root: Path, samples: int) -> float:
+def random_access(root: Path):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     meta = LeRobotDataset("local/bench", root=root).meta
-    ds = LeRobotDataset("local/bench", root=root, delta_timestamps=delta_timestamps(meta.fps, meta.features))
+    return LeRobotDataset("local/bench", root=root, delta_timestamps=delta_timestamps(meta.fps, meta.features))
+
+
+def streaming(root: Path):
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+    from lerobot.datasets.streaming_dataset import StreamingLeRobotDataset
+
+    meta = LeRobotDatasetMetadata("local/bench", root=root)
+    return StreamingLeRobotDataset("local/bench", root=root, max_num_shards=1,
+                                   delta_timestamps=delta_timestamps(meta.fps, meta.features))
+
+
+def same_windows(root: Path, n: int = 50) -> bool:
+    """Both readers give the same tensors (windows and padding masks) for the same frame: equal work."""
+    import torch
+
+    ds, it = random_access(root), iter(streaming(root))
+    for _ in range(n):
+        streamed = next(it)
+        reference = ds[int(streamed["index"])]
+        for key, value in streamed.items():
+            if isinstance(value, torch.Tensor) and value.ndim > 0 and not torch.equal(value, reference[key]):
+                return False
+    return True
+
+
+def random_access_ms(root: Path, samples: int) -> float:
+    ds = random_access(root)
     rng = random.Random(0)
     for _ in range(20):  # warm-up: caches, lazy imports
         ds[rng.randrange(len(ds))]
@@ -42,20 +70,12 @@ def random_access_ms(root: Path, samples: int) -> float:
     return (time.perf_counter() - start) / samples * 1e3
 
 
-def streaming_ms(root: Path, samples: int) -> float:
-    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
-    from lerobot.datasets.streaming_dataset import StreamingLeRobotDataset
-
-    meta = LeRobotDatasetMetadata("local/bench", root=root)
-    ds = StreamingLeRobotDataset("local/bench", root=root, max_num_shards=1,
-                                 delta_timestamps=delta_timestamps(meta.fps, meta.features))
-    it = iter(ds)
-    for _ in range(20):
-        next(it)
-    start = time.perf_counter()
-    for _ in range(samples):
-        next(it)
-    return (time.perf_counter() - start) / samples * 1e3
+def streaming_ms(root: Path) -> float:
+    """One full pass, filling the 1000-frame shuffle buffer included, per frame read."""
+    start, count = time.perf_counter(), 0
+    for _ in streaming(root):
+        count += 1
+    return (time.perf_counter() - start) / count * 1e3
 
 
 def main() -> None:
@@ -70,10 +90,13 @@ def main() -> None:
     result = {
         "root": str(args.root), "samples": args.samples,
         "random_access_ms_per_sample": round(random_access_ms(args.root, args.samples), 2),
-        "streaming_ms_per_sample": round(streaming_ms(args.root, args.samples), 2),
+        "streaming_ms_per_sample": round(streaming_ms(args.root), 2),
+        "same_windows": same_windows(args.root),
         "date": time.strftime("%Y-%m-%d"),
     }
     result["ratio"] = round(result["random_access_ms_per_sample"] / result["streaming_ms_per_sample"], 1)
+    if not result["same_windows"]:
+        raise SystemExit("the two readers disagree on some frame's windows; the timing would compare unequal work")
     print(f"random access {result['random_access_ms_per_sample']} ms/sample, "
           f"streaming {result['streaming_ms_per_sample']} ms/sample ({result['ratio']}x)")
     if args.json:

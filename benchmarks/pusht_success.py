@@ -3,7 +3,7 @@ act, trained with lerobot-train on the 206 human demos (keypoints) and evaluated
 
     python benchmarks/pusht_success.py --workdir runs/pusht_success [--steps 20000] [--train-seeds 1000]
         [--policies diffusion_plus diffusion_plus_transformer diffusion act] [--eval-at 5000 10000 20000]
-        [--eval-episodes 50] [--eval-seed 100000] [--down-dims 64 128 256] [--dry-run]
+        [--eval-episodes 50] [--eval-seed 100000] [--down-dims 64 128 256] [--act-flags "..."] [--dry-run]
 
 Stages go round-robin over the evaluated steps: every policy is trained to the first of them (lerobot-train
 with the full --steps, stopped after that checkpoint is saved) and evaluated, then every policy is resumed to
@@ -87,6 +87,8 @@ def train_cmd(policy: str, seed: int, args, data: Path, out: Path, resume: bool)
     ]
     if policy in ("diffusion_plus", "diffusion"):  # the same U-Net size for both; the transformer keeps its own
         cmd.append(f"--policy.down_dims=[{','.join(map(str, args.down_dims))}]")
+    if policy == "act":
+        cmd += shlex.split(args.act_flags)
     return cmd
 
 
@@ -114,6 +116,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[1000])
     parser.add_argument("--down-dims", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--act-flags", default="", help="extra lerobot-train flags for act (default: LeRobot's "
+                        "act defaults, 40M parameters with a 100-step chunk: slow on a CPU)")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--eval-seed", type=int, default=100000)
     parser.add_argument("--sampler", default="DDIM-10", help="sampler-steps for the diffusion policies at eval")
@@ -170,6 +174,7 @@ def main() -> None:
                     "eval_episodes": args.eval_episodes, "eval_seed": args.eval_seed,
                     "train_wall_s": int(timing.read_text()) if timing.exists() else None,
                     "down_dims": args.down_dims if policy in ("diffusion_plus", "diffusion") else None,
+                    "extra_flags": args.act_flags if policy == "act" else "",
                     "streaming": args.streaming, "date": datetime.date.today().isoformat(),
                 })
                 print(f"  {policy:27s} seed {seed} step {stop_at:6d}: {overall['pc_success']:5.1f}% success, "

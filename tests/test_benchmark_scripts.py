@@ -1,4 +1,4 @@
-"""The benchmark scripts' stage plans (dry runs: the commands they would run, without running them)."""
+"""The benchmark scripts: stage plans (dry runs, the commands they would run) and the data-path timer."""
 
 import subprocess
 import sys
@@ -42,3 +42,19 @@ def test_pusht_success_refuses_eval_steps_outside_the_budget(tmp_path):
         capture_output=True, text=True,
     )
     assert run.returncode != 0 and "--eval-at" in run.stderr
+
+
+def test_data_path_reads_the_same_windows_both_ways(pusht_dataset, tmp_path):
+    """benchmarks/data_path.py times both readers on a real dataset and writes its figures."""
+    import json
+
+    out = tmp_path / "data_path.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/data_path.py"), "--root", str(pusht_dataset), "--samples", "20",
+         "--json", str(out)],
+        capture_output=True, text=True, check=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
+    result = json.loads(out.read_text())
+    assert result["samples"] == 20
+    assert result["random_access_ms_per_sample"] > 0 and result["streaming_ms_per_sample"] > 0
+    assert result["same_windows"] is True
