@@ -13,8 +13,7 @@ rerun alone by pasting its command. Run it in the background (`nohup ... &`); pr
 Each evaluation adds its row to benchmarks/results/pusht_success.json at once (policy, seed, step).
 
 Data is read with `--dataset.streaming=true` by default, for every policy alike: LeRobotDataset's random
-access costs about 7 ms of CPU per sample here (about three times a 4.5M U-Net's training step per sample),
-streaming about 1 ms. Streaming shuffles within a 1000-frame buffer; `--no-streaming` restores random access.
+access costs about 8 ms of CPU per sample on a 2-core VM, streaming about 1 ms (benchmarks/data_path.py). Streaming shuffles within a 1000-frame buffer; `--no-streaming` restores random access.
 """
 
 from __future__ import annotations
@@ -66,10 +65,11 @@ def checkpoint(out: Path, step: int) -> Path:
     return out / "checkpoints" / f"{step:06d}"
 
 
-def saved(out: Path, step: int) -> bool:
-    """Checkpoint `step` is complete: lerobot-train points `last` at a checkpoint only after writing it."""
+def reached(out: Path, step: int) -> bool:
+    """Training has a complete checkpoint at `step` or later: lerobot-train points `last` at a checkpoint only
+    after writing it (a folder alone may be a save cut short)."""
     last = out / "checkpoints" / "last"
-    return last.is_symlink() and last.resolve() == checkpoint(out, step).resolve()
+    return last.is_symlink() and int(last.resolve().name) >= step
 
 
 def train_cmd(policy: str, seed: int, args, data: Path, out: Path, resume: bool) -> list[str]:
@@ -147,12 +147,12 @@ def main() -> None:
             for policy in args.policies:
                 out = work / f"{policy}_seed{seed}"
                 timing = work / f"{policy}_seed{seed}.train_s"
-                if not checkpoint(out, stop_at).exists():
+                if not reached(out, stop_at):
                     print(f"[train] {policy} seed {seed}, to step {stop_at} of {args.steps}", flush=True)
                     last_stage = stop_at == args.steps
                     seconds = run(
                         train_cmd(policy, seed, args, data, out, resume=args.dry_run and stage > 0), work / f"{policy}_seed{seed}.train.log",
-                        args.dry_run, args.threads, done=None if last_stage else lambda: saved(out, stop_at),
+                        args.dry_run, args.threads, done=None if last_stage else lambda: reached(out, stop_at),
                         note="" if last_stage else f"   # stopped after the step-{stop_at} checkpoint",
                     )
                     if not args.dry_run:  # the wall time of all of this policy's training stages so far

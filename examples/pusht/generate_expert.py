@@ -17,7 +17,9 @@ push lets the expert recover. Every episode is recorded, successful or not, with
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
@@ -358,21 +360,15 @@ def generate(root: Path, episodes: int, seed: int, with_images: bool = True, noi
     dataset = create_dataset(root, repo_id, with_images, force)
     successes, lengths = 0, []
     jobs = [(seed + i, noise, with_images) for i in range(episodes)]
-    if workers > 1:
-        import multiprocessing
-
-        pool = multiprocessing.get_context("spawn").Pool(workers)
-        results = pool.imap(_episode, jobs)
-    else:
-        pool, results = None, map(_episode, jobs)
-    for result in tqdm(results, total=episodes, desc="episodes", unit="ep"):
-        for frame in result["frames"]:
-            dataset.add_frame(frame)
-        dataset.save_episode()
-        successes += result["success"]
-        lengths.append(result["length"])
-    if pool is not None:
-        pool.close()
+    # spawn: fresh worker interpreters, nothing forked from this process's threads and open dataset files.
+    with multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else nullcontext() as pool:
+        results = pool.imap(_episode, jobs) if pool else map(_episode, jobs)
+        for result in tqdm(results, total=episodes, desc="episodes", unit="ep"):
+            for frame in result["frames"]:
+                dataset.add_frame(frame)
+            dataset.save_episode()
+            successes += result["success"]
+            lengths.append(result["length"])
     dataset.finalize()
     summary = {
         "success_rate": successes / episodes,
