@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if args.samples < 1:
+        parser.error(f"--samples must be >= 1, got {args.samples}")
     import torch
 
     torch.set_num_threads(1)
