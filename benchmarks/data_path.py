@@ -2,8 +2,8 @@
 
     python benchmarks/data_path.py --root DIR [--samples 1000] [--json FILE]
 
-Reads samples the way lerobot-train does for a diffusion policy (2 observation steps, a 16-step action
-window, so every key is queried at several time offsets) in this process, one thread, and prints the mean
+Reads samples the way lerobot-train does for the default `diffusion_plus` config (2 observation steps, a
+16-step action window, so every key is queried at several time offsets) in this process, one thread, and prints the mean
 milliseconds per sample of `LeRobotDataset` (random access to --samples frames, lerobot-train's default)
 and of `StreamingLeRobotDataset` (`--dataset.streaming=true`; one full pass, its shuffle buffer's fill
 included), after checking that both give the same tensors for the same frames. On a 2-core machine the
@@ -22,27 +22,27 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def delta_timestamps(fps: int, meta_features: dict) -> dict[str, list[float]]:
-    obs = [-1 / fps, 0.0]  # n_obs_steps = 2
-    window = {key: obs for key in meta_features if key.startswith("observation.")}
-    window["action"] = [i / fps for i in range(-1, 15)]  # horizon 16, starting one step back
-    return window
+def delta_timestamps(root: Path) -> dict[str, list[float]]:
+    """The windows lerobot-train asks for with the default `diffusion_plus` config, resolved by LeRobot."""
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    from lerobot_policy_diffusion_plus import DiffusionPlusConfig
+
+    return resolve_delta_timestamps(DiffusionPlusConfig(), LeRobotDatasetMetadata("local/bench", root=root))
 
 
 def random_access(root: Path):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    meta = LeRobotDataset("local/bench", root=root).meta
-    return LeRobotDataset("local/bench", root=root, delta_timestamps=delta_timestamps(meta.fps, meta.features))
+    return LeRobotDataset("local/bench", root=root, delta_timestamps=delta_timestamps(root))
 
 
 def streaming(root: Path):
-    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
     from lerobot.datasets.streaming_dataset import StreamingLeRobotDataset
 
-    meta = LeRobotDatasetMetadata("local/bench", root=root)
     return StreamingLeRobotDataset("local/bench", root=root, max_num_shards=1,
-                                   delta_timestamps=delta_timestamps(meta.fps, meta.features))
+                                   delta_timestamps=delta_timestamps(root))
 
 
 def same_windows(root: Path, n: int = 50) -> bool:
