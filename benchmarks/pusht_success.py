@@ -176,14 +176,16 @@ def main() -> None:
                     "down_dims": args.down_dims if policy in ("diffusion_plus", "diffusion") else None,
                     "extra_flags": args.act_flags if policy == "act" else "",
                     "streaming": args.streaming, "date": datetime.date.today().isoformat(),
+                    "device": args.device, "obs": "keypoints",
                 })
                 print(f"  {policy:27s} seed {seed} step {stop_at:6d}: {overall['pc_success']:5.1f}% success, "
                       f"avg max coverage {overall['avg_max_reward']:.3f}", flush=True)
 
 
 def record(results: Path, row: dict) -> None:
-    """Add one row to the results file, replacing the row of the same policy, seed, step and budget."""
-    key = ("policy", "seed", "steps", "of_steps")
+    """Add one row to the results file, replacing the row of the same policy, seed, step, budget, device and
+    observation (rows of benchmarks/gpu_pusht.sh share the file)."""
+    key = ("policy", "seed", "steps", "of_steps", "device", "obs")
     old = json.loads(results.read_text()) if results.exists() else []
     kept = [r for r in old if tuple(r.get(k) for k in key) != tuple(row[k] for k in key)]
     results.parent.mkdir(parents=True, exist_ok=True)

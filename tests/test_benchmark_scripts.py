@@ -58,3 +58,20 @@ def test_data_path_reads_the_same_windows_both_ways(pusht_dataset, tmp_path):
     assert result["samples"] == 20
     assert result["random_access_ms_per_sample"] > 0 and result["streaming_ms_per_sample"] > 0
     assert result["same_windows"] is True
+
+
+def test_pusht_success_rows_replace_only_the_same_run(tmp_path):
+    """A rerun replaces its own row; a GPU row at the same step (benchmarks/gpu_pusht.sh) is kept beside it."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from pusht_success import record
+
+    results = tmp_path / "rows.json"
+    row = {"policy": "diffusion_plus", "seed": 1000, "steps": 2000, "of_steps": 20000, "device": "cpu",
+           "obs": "keypoints", "pc_success": 0.0}
+    record(results, row)
+    record(results, {**row, "device": "NVIDIA H200", "pc_success": 4.0})
+    record(results, {**row, "pc_success": 2.0})
+    rows = json.loads(results.read_text())
+    assert sorted((r["device"], r["pc_success"]) for r in rows) == [("NVIDIA H200", 4.0), ("cpu", 2.0)]

@@ -110,3 +110,22 @@ def test_bad_stores_fail_with_a_clear_message(tmp_path, kwargs, message):
     with pytest.raises(SystemExit, match=message):
         convert(store, tmp_path / "out", episodes=None, with_images=True, force=False)
     assert not (tmp_path / "out").exists(), "nothing is written for a bad store"
+
+
+def test_no_keypoints_gives_the_image_layout_of_lerobot_pusht(tmp_path):
+    """An image policy trains on exactly what `--env.obs_type=pixels_agent_pos` gives: image + agent xy."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = tmp_path / "img"
+    main(["--zarr", str(ZARR), "--root", str(root), "--episodes", "1", "--no-keypoints"])
+    ds = LeRobotDataset("local/pusht", root=root)
+    assert "observation.environment_state" not in ds.meta.features
+    item = ds[0]
+    assert item["observation.image"].shape == (3, 96, 96) and item["observation.state"].shape == (2,)
+
+
+def test_no_images_and_no_keypoints_together_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--zarr", str(ZARR), "--root", str(tmp_path / "x"), "--no-images", "--no-keypoints"])
+    assert "--no-images and --no-keypoints" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

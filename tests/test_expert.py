@@ -48,6 +48,21 @@ def test_noise_perturbs_actions_reproducibly(episodes):
     assert not np.allclose(first[0], first[2])
 
 
+def test_planned_labels_record_the_clean_action_of_the_same_noisy_run():
+    """DART labels: the same noisy trajectory, but each frame records the action the planner meant."""
+    executed = run_episode(FRESH_SEEDS[0], noise=5.0, rng=np.random.default_rng(1), labels="executed")
+    planned = run_episode(FRESH_SEEDS[0], noise=5.0, rng=np.random.default_rng(1), labels="planned")
+    assert executed["length"] == planned["length"]
+    np.testing.assert_array_equal(np.array(executed["block_poses"]), np.array(planned["block_poses"]))
+    gap = np.array([f["action"] for f in executed["frames"]]) - np.array([f["action"] for f in planned["frames"]])
+    assert 3.5 < gap.std() < 6.5, "executed - planned is the drawn noise (std 5 px, a few clipped at the border)"
+
+
+def test_unknown_labels_are_refused():
+    with pytest.raises(ValueError, match="labels must be one of"):
+        run_episode(FRESH_SEEDS[0], labels="clean")
+
+
 def test_cli_writes_a_dataset_like_the_converter(tmp_path, capsys, episodes):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 

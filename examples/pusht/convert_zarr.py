@@ -1,11 +1,13 @@
 """Convert the original Diffusion Policy PushT zarr store into a LeRobotDataset (v3).
 
     python examples/pusht/convert_zarr.py --zarr ../shared/data/pusht_cchi_v7_replay.zarr --root DIR \
-        [--episodes N] [--no-images] [--force]
+        [--episodes N] [--no-images | --no-keypoints] [--force]
 
 Writes observation.state (agent xy), observation.environment_state (gym-pusht's 16 keypoints of the block
-pose in data/state), observation.image (96x96 uint8, unless --no-images), action and the task string, at
-10 fps. Images are read a chunk at a time: the whole array is 2.8 GB as float32.
+pose in data/state, unless --no-keypoints), observation.image (96x96 uint8, unless --no-images), action and
+the task string, at 10 fps. `--no-keypoints` gives the layout of the Hub's `lerobot/pusht` (image + agent xy),
+which an image policy needs: every observation it trains on must also come from
+`lerobot-eval --env.obs_type=pixels_agent_pos`. Images are read a chunk at a time: the whole array is 2.8 GB as float32.
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ def open_store(path: Path, with_images: bool):
 
 
 def convert(zarr_path: Path, root: Path, episodes: int | None, with_images: bool, force: bool,
-            repo_id: str = "local/pusht") -> int:
+            repo_id: str = "local/pusht", with_keypoints: bool = True) -> int:
     store, state, action, ends = open_store(Path(zarr_path), with_images)
     if episodes is not None:
         ends = ends[:episodes]
     keypoints = block_keypoints(state[:, 2:5])
-    dataset = create_dataset(root, repo_id, with_images, force)
+    dataset = create_dataset(root, repo_id, with_images, force, with_keypoints)
     images = store["data/img"] if with_images else None
     cache_start, cache = 0, None
     start = 0
@@ -66,10 +68,11 @@ def convert(zarr_path: Path, root: Path, episodes: int | None, with_images: bool
             for i in range(start, end):
                 frame = {
                     "observation.state": state[i, :2].astype(np.float32),
-                    "observation.environment_state": keypoints[i],
                     "action": action[i].astype(np.float32),
                     "task": TASK,
                 }
+                if with_keypoints:
+                    frame["observation.environment_state"] = keypoints[i]
                 if images is not None:
                     if cache is None or i >= cache_start + len(cache):
                         cache_start = i
@@ -92,12 +95,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, required=True, help="output dataset folder")
     parser.add_argument("--episodes", type=int, default=None, help="convert only the first N episodes")
     parser.add_argument("--no-images", action="store_true", help="skip observation.image (keypoints only)")
+    parser.add_argument("--no-keypoints", action="store_true",
+                        help="skip observation.environment_state (image + agent xy, as lerobot/pusht)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --root")
     parser.add_argument("--repo-id", default="local/pusht")
     args = parser.parse_args(argv)
     if args.episodes is not None and args.episodes < 1:
         parser.error("--episodes must be >= 1")
-    convert(args.zarr, args.root, args.episodes, not args.no_images, args.force, args.repo_id)
+    if args.no_images and args.no_keypoints:
+        parser.error("--no-images and --no-keypoints together leave only the agent's position to observe")
+    convert(args.zarr, args.root, args.episodes, not args.no_images, args.force, args.repo_id,
+            not args.no_keypoints)
 
 
 if __name__ == "__main__":

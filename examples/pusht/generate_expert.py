@@ -1,7 +1,7 @@
 """Scripted PushT expert: plans pushes in a private copy of gym-pusht's physics and records a LeRobotDataset.
 
     python examples/pusht/generate_expert.py --root DIR --episodes N --seed S \
-        [--no-images] [--noise X] [--workers N] [--force]
+        [--no-images] [--noise X [--labels executed|planned]] [--workers N] [--force]
 
 Episode i starts from `env.reset(seed=S + i)`. Before each push the expert copies the physics state into its
 own pymunk world and tries every contact point on the T's edges (one every 10 px): walk the agent around the
@@ -9,8 +9,10 @@ T to it, then push into the edge. Each push step is scored by how much it shrink
 T's keypoints and the goal's, per step spent; reaching gym-pusht's success wins outright. The expert executes
 the best approach + push, which happens exactly as simulated (same physics, same arithmetic), and plans again.
 
---noise X adds Gaussian noise (std X px) to every action, for more varied demos; planning again after each
-push lets the expert recover. Every episode is recorded, successful or not, with the features of
+--noise X adds Gaussian noise (std X px) to every executed action, for more varied demos; planning again after
+each push lets the expert recover. `--labels` says which action is recorded: the executed (noisy) one, or the
+planned (clean) one, as in DART (Laskey et al. 2017): the states drift off the expert's path and each is
+labelled with the action that steers back, which is what a cloned policy needs once its own errors compound. Every episode is recorded, successful or not, with the features of
 `pusht_common.dataset_features`.
 """
 
@@ -31,6 +33,7 @@ from pusht_common import TASK, create_dataset, tee_local_vertices  # noqa: E402
 
 ENV_ID = "gym_pusht/PushT-v0"
 MAX_STEPS = 300
+LABELS = ("executed", "planned")
 AGENT_RADIUS = 15.0  # gym-pusht's agent circle
 GAP = 3.0  # free space left between agent and edge where an approach ends
 ENTRY = 12.0  # the approach's last leg runs this far along the edge normal, so the agent arrives square on
@@ -322,10 +325,13 @@ def make_frame(obs: dict, env, action: np.ndarray, with_images: bool) -> dict:
 
 
 def run_episode(seed: int, noise: float = 0.0, rng: np.random.Generator | None = None,
-                with_images: bool = False) -> dict:
+                with_images: bool = False, labels: str = "executed") -> dict:
     """One expert episode from reset(seed). Returns success, length (steps), the dataset frames and the block
     pose (x, y, angle) at each frame. `noise` (px) is the std of Gaussian noise added to every action, drawn
-    from `rng` (default: seeded with `seed`, so an episode is reproducible)."""
+    from `rng` (default: seeded with `seed`, so an episode is reproducible); `labels` ("executed" or
+    "planned") picks the action recorded when there is noise."""
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
     rng = rng if rng is not None else np.random.default_rng(seed)
     env = make_env(with_images)
     obs, _ = env.reset(seed=seed)
@@ -333,10 +339,12 @@ def run_episode(seed: int, noise: float = 0.0, rng: np.random.Generator | None =
     world = World(live.goal_pose)
     frames, poses, success, done = [], [], False, False
     while not done:
-        for action in plan(live, world):
+        for planned in plan(live, world):
+            action = planned
             if noise > 0:
-                action = np.clip(action + rng.normal(0.0, noise, 2), 0, 512).astype(np.float32)
-            frames.append(make_frame(obs, live, action, with_images))
+                action = np.clip(planned + rng.normal(0.0, noise, 2), 0, 512).astype(np.float32)
+            label = planned if labels == "planned" else action
+            frames.append(make_frame(obs, live, np.asarray(label, dtype=np.float32), with_images))
             poses.append(np.array([*live.block.position, live.block.angle]))
             obs, _, terminated, truncated, info = env.step(action)
             success, done = bool(info["is_success"]), terminated or truncated
@@ -346,20 +354,21 @@ def run_episode(seed: int, noise: float = 0.0, rng: np.random.Generator | None =
     return {"success": success, "length": len(frames), "frames": frames, "block_poses": poses}
 
 
-def _episode(job: tuple[int, float, bool]) -> dict:
-    seed, noise, with_images = job
-    return run_episode(seed, noise, with_images=with_images)
+def _episode(job: tuple[int, float, bool, str]) -> dict:
+    seed, noise, with_images, labels = job
+    return run_episode(seed, noise, with_images=with_images, labels=labels)
 
 
 def generate(root: Path, episodes: int, seed: int, with_images: bool = True, noise: float = 0.0,
-             force: bool = False, repo_id: str = "local/pusht_expert", workers: int = 1) -> dict:
+             force: bool = False, repo_id: str = "local/pusht_expert", workers: int = 1,
+             labels: str = "executed") -> dict:
     """Record expert episodes from seeds seed .. seed + episodes - 1; returns success rate and mean length.
 
     With workers > 1 the episodes are planned in that many processes; each depends on its seed only, so the
     dataset is the same, written in seed order."""
     dataset = create_dataset(root, repo_id, with_images, force)
     successes, lengths = 0, []
-    jobs = [(seed + i, noise, with_images) for i in range(episodes)]
+    jobs = [(seed + i, noise, with_images, labels) for i in range(episodes)]
     # spawn: fresh worker interpreters, nothing forked from this process's threads and open dataset files.
     with multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else nullcontext() as pool:
         results = pool.imap(_episode, jobs) if pool else map(_episode, jobs)
@@ -389,6 +398,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, required=True, help="episode i starts from reset(seed=SEED + i)")
     parser.add_argument("--no-images", action="store_true", help="skip observation.image (keypoints only)")
     parser.add_argument("--noise", type=float, default=0.0, help="std (px) of Gaussian action noise")
+    parser.add_argument("--labels", choices=LABELS, default="executed",
+                        help="with --noise, record the executed (noisy) or the planned (clean, DART) action")
     parser.add_argument("--workers", type=int, default=1, help="processes planning episodes in parallel")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --root")
     parser.add_argument("--repo-id", default="local/pusht_expert")
@@ -400,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers < 1:
         parser.error("--workers must be >= 1")
     generate(args.root, args.episodes, args.seed, not args.no_images, args.noise, args.force, args.repo_id,
-             args.workers)
+             args.workers, args.labels)
 
 
 if __name__ == "__main__":

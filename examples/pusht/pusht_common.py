@@ -35,16 +35,17 @@ def block_keypoints(block_xy_angle: np.ndarray) -> np.ndarray:
     return np.stack([kx, ky], axis=-1).reshape(len(block_xy_angle), 16).astype(np.float32)
 
 
-def dataset_features(with_images: bool) -> dict:
+def dataset_features(with_images: bool, with_keypoints: bool = True) -> dict:
     features = {
         "observation.state": {"dtype": "float32", "shape": (2,), "names": ["x", "y"]},
-        "observation.environment_state": {
+        "action": {"dtype": "float32", "shape": (2,), "names": ["x", "y"]},
+    }
+    if with_keypoints:
+        features["observation.environment_state"] = {
             "dtype": "float32",
             "shape": (16,),
             "names": [f"keypoint{i}_{c}" for i in range(8) for c in "xy"],
-        },
-        "action": {"dtype": "float32", "shape": (2,), "names": ["x", "y"]},
-    }
+        }
     if with_images:
         features["observation.image"] = {
             "dtype": "image",
@@ -54,7 +55,7 @@ def dataset_features(with_images: bool) -> dict:
     return features
 
 
-def create_dataset(root: Path, repo_id: str, with_images: bool, force: bool):
+def create_dataset(root: Path, repo_id: str, with_images: bool, force: bool, with_keypoints: bool = True):
     """A new, empty LeRobotDataset at `root`; refuses to touch an existing one unless `force`."""
     import shutil
 
@@ -66,5 +67,5 @@ def create_dataset(root: Path, repo_id: str, with_images: bool, force: bool):
             raise SystemExit(f"error: {root} already exists; pass --force to overwrite it")
         shutil.rmtree(root)
     return LeRobotDataset.create(
-        repo_id=repo_id, fps=FPS, features=dataset_features(with_images), root=root, use_videos=False
+        repo_id=repo_id, fps=FPS, features=dataset_features(with_images, with_keypoints), root=root, use_videos=False
     )

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Issue #6 on one GPU in a single prepared run (a lent machine gives ~10 minutes, so training is cut by time):
+# trains, side by side and from the same seed, diffusion_plus, LeRobot's diffusion (the same U-Net size as our
+# default), diffusion_plus_transformer and act on the PushT keypoint data, plus diffusion_plus on the 96x96
+# images; stops them all after TRAIN_S seconds; then evaluates every keypoint policy at the largest step that
+# all of them reached (equal budget) and at about 1/2 and 1/4 of it, and the image policy at its last
+# checkpoint, with lerobot-eval on seeds 100000+. Rows go to $WORK/gpu_rows.json.
+#
+#   benchmarks/gpu_pusht.sh KEYPOINT_DATA IMAGE_DATA WORK [TRAIN_S]
+#
+# KEYPOINT_DATA: convert_zarr.py --no-images; IMAGE_DATA: convert_zarr.py --no-keypoints (lerobot/pusht's layout).
+# Env knobs: DEVICE (cuda), BATCH (64), SAVE_FREQ (1000), EVAL_EPISODES (50), EVAL_TIMEOUT_S (180), ACT_FLAGS (none:
+# LeRobot's defaults), BIN (folder of lerobot-train; default: the one on PATH).
+set -uo pipefail
+KP=$1 IMG=$2 WORK=$3 TRAIN_S=${4:-300}
+DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-64} SAVE_FREQ=${SAVE_FREQ:-1000} EVAL_EPISODES=${EVAL_EPISODES:-50}
+EVAL_TIMEOUT_S=${EVAL_TIMEOUT_S:-180} ACT_FLAGS=${ACT_FLAGS:-}
+BIN=${BIN:-$(dirname "$(command -v lerobot-train)")}
+PY=${PY:-python3}
+export HF_HUB_OFFLINE=1 WANDB_MODE=disabled OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
+mkdir -p "$WORK"
+KEYPOINT_POLICIES="diffusion_plus diffusion diffusion_plus_transformer act"
+
+# Streaming reads with one worker each: random access costs ~8 ms of CPU per sample, streaming ~1 ms
+# (benchmarks/data_path.py), and 16 cores feed five runs. Streaming shuffles within a 1000-frame buffer.
+common=(--policy.device="$DEVICE" --policy.push_to_hub=false --dataset.repo_id=local/pusht
+        --dataset.streaming=true --num_workers=1 --steps=20000 --batch_size="$BATCH" --save_freq="$SAVE_FREQ"
+        --env_eval_freq=0 --log_freq=100 --seed=1000)
+train() {  # name, flags...: one lerobot-train in its own session, so that stopping it stops its workers
+  local name=$1; shift
+  rm -rf "${WORK:?}/$name"
+  setsid "$BIN/lerobot-train" "${common[@]}" --output_dir="$WORK/$name" "$@" > "$WORK/$name.train.log" 2>&1 &
+  echo $! > "$WORK/$name.pid"
+}
+train diffusion_plus --policy.type=diffusion_plus --dataset.root="$KP"
+# LeRobot's diffusion at our default U-Net size (its own default, 512/1024/2048, is 4x larger).
+train diffusion --policy.type=diffusion '--policy.down_dims=[256,512,1024]' --dataset.root="$KP"
+train diffusion_plus_transformer --policy.type=diffusion_plus_transformer --dataset.root="$KP"
+# shellcheck disable=SC2086
+train act --policy.type=act --dataset.root="$KP" $ACT_FLAGS
+train image_diffusion_plus --policy.type=diffusion_plus --dataset.root="$IMG"
+echo "training 5 runs for ${TRAIN_S}s on $DEVICE"
+sleep "$TRAIN_S"
+for f in "$WORK"/*.pid; do kill -TERM -- "-$(cat "$f")" 2>/dev/null; done
+sleep 5
+for f in "$WORK"/*.pid; do kill -KILL -- "-$(cat "$f")" 2>/dev/null; done
+
+# Valid checkpoints are those up to the one `last` points at (a kill may cut a later save short).
+steps_of() {
+  local last; last=$(readlink "$WORK/$1/checkpoints/last" 2>/dev/null) || return 0
+  last=$((10#$(basename "$last")))
+  for d in "$WORK/$1"/checkpoints/[0-9]*; do
+    [ -d "$d" ] && [ $((10#$(basename "$d"))) -le "$last" ] && echo $((10#$(basename "$d")))
+  done | sort -n
+}
+common_step=""
+for p in $KEYPOINT_POLICIES; do
+  top=$(steps_of "$p" | tail -1)
+  echo "$p reached step ${top:-none}"
+  [ -z "$top" ] && continue
+  if [ -z "$common_step" ] || [ "$top" -lt "$common_step" ]; then common_step=$top; fi
+done
+img_step=$(steps_of image_diffusion_plus | tail -1)
+echo "image_diffusion_plus reached step ${img_step:-none}; common keypoint step ${common_step:-none}"
+
+evaluate() {  # name, step, obs_type, extra flags...
+  local name=$1 step=$2 obs=$3; shift 3
+  local ckpt; ckpt=$WORK/$name/checkpoints/$(printf %06d "$step")/pretrained_model
+  OMP_NUM_THREADS=1 timeout "$EVAL_TIMEOUT_S" "$BIN/lerobot-eval" --policy.path="$ckpt" --env.type=pusht \
+    --env.obs_type="$obs" --eval.n_episodes="$EVAL_EPISODES" --eval.batch_size="$EVAL_EPISODES" \
+    --eval.use_async_envs=false --policy.device="$DEVICE" --seed=100000 \
+    --output_dir="$WORK/eval_${name}_$step" "$@" > "$WORK/eval_${name}_$step.log" 2>&1 &
+}
+ddim=(--policy.noise_scheduler_type=DDIM --policy.num_inference_steps=10)
+if [ -n "$common_step" ]; then
+  for p in $KEYPOINT_POLICIES; do
+    flags=(); [ "$p" != act ] && flags=("${ddim[@]}")
+    # the common step and the checkpoints nearest to 1/2 and 1/4 of it: the learning curve
+    for s in $(for q in 1 2 4; do
+                 steps_of "$p" | awk -v t=$((common_step / q)) '$1 <= t' | tail -1; done | sort -un); do
+      evaluate "$p" "$s" environment_state_agent_pos "${flags[@]}"
+    done
+  done
+fi
+[ -n "$img_step" ] && evaluate image_diffusion_plus "$img_step" pixels_agent_pos "${ddim[@]}"
+wait
+
+"$PY" - "$WORK" "$TRAIN_S" "$DEVICE" "$BATCH" <<'PY'
+import datetime, json, pathlib, re, sys
+work, train_s, device, batch = pathlib.Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+try:
+    import torch
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else device
+except ImportError:
+    pass
+rows = []
+for info in sorted(work.glob("eval_*_*/eval_info.json")):
+    name, step = re.fullmatch(r"eval_(.+)_(\d+)", info.parent.name).groups()
+    overall = json.loads(info.read_text())["overall"]
+    train_log = (work / f"{name}.train.log").read_text(errors="replace").replace("\r", "\n")
+    last_log = [l for l in train_log.splitlines() if " step:" in l][-1:]
+    rows.append({
+        "policy": name.removeprefix("image_"), "obs": "image" if name.startswith("image_") else "keypoints",
+        "pc_success": overall["pc_success"], "avg_max_reward": overall["avg_max_reward"],
+        "n_episodes": overall["n_episodes"], "eval_seed": 100000, "steps": int(step), "of_steps": 20000,
+        "batch_size": batch, "seed": 1000, "streaming": True, "device": device, "train_wall_s_all": train_s,
+        "sampler": "none (single pass)" if name == "act" else "DDIM-10",
+        "last_train_log": last_log[0].split("INFO")[-1].strip() if last_log else "",
+        "date": datetime.date.today().isoformat(),
+    })
+(work / "gpu_rows.json").write_text(json.dumps(rows, indent=1))
+for r in rows:
+    print(f"{r['obs']:9s} {r['policy']:27s} step {r['steps']:6d}: {r['pc_success']:5.1f}% success, "
+          f"avg max coverage {r['avg_max_reward']:.3f}")
+PY
