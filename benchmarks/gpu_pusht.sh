@@ -4,22 +4,35 @@
 # default), diffusion_plus_transformer and act on the PushT keypoint data, plus diffusion_plus on the 96x96
 # images; stops them all after TRAIN_S seconds; then evaluates every keypoint policy at the largest step that
 # all of them reached (equal budget) and at about 1/2 and 1/4 of it, and the image policy at its last
-# checkpoint, with lerobot-eval on seeds 100000+. Rows go to $WORK/gpu_rows.json.
+# checkpoint, with lerobot-eval on seeds 100000+. Rows (the schema of results/pusht_success.json) go to
+# $WORK/gpu_rows.json; `python benchmarks/pusht_success.py --merge WORK/gpu_rows.json` adds them there.
 #
 #   benchmarks/gpu_pusht.sh KEYPOINT_DATA IMAGE_DATA WORK [TRAIN_S]
 #
 # KEYPOINT_DATA: convert_zarr.py --no-images; IMAGE_DATA: convert_zarr.py --no-keypoints (lerobot/pusht's layout).
-# Env knobs: DEVICE (cuda), BATCH (64), SAVE_FREQ (1000), EVAL_EPISODES (50), EVAL_TIMEOUT_S (180), ACT_FLAGS (none:
-# LeRobot's defaults), BIN (folder of lerobot-train; default: the one on PATH).
+# benchmarks/device_bundle.sh builds both, and LeRobot for a machine without it.
+# Env knobs: DEVICE (cuda), BATCH (64), SAVE_FREQ (1000), EVAL_EPISODES (50), EVAL_TIMEOUT_S (180), ACT_FLAGS
+# (none: LeRobot's defaults), BIN (folder of lerobot-train; default: the one on PATH), PY (python3).
 set -uo pipefail
+[ $# -ge 3 ] || { echo "usage: $0 KEYPOINT_DATA IMAGE_DATA WORK [TRAIN_S]" >&2; exit 2; }
 KP=$1 IMG=$2 WORK=$3 TRAIN_S=${4:-300}
 DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-64} SAVE_FREQ=${SAVE_FREQ:-1000} EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_TIMEOUT_S=${EVAL_TIMEOUT_S:-180} ACT_FLAGS=${ACT_FLAGS:-}
-BIN=${BIN:-$(dirname "$(command -v lerobot-train)")}
+BIN=${BIN:-$(dirname "$(command -v lerobot-train || echo ./none)")}
 PY=${PY:-python3}
+for d in "$KP" "$IMG"; do
+  [ -e "$d/meta/info.json" ] || { echo "error: $d is not a LeRobotDataset (no meta/info.json)" >&2; exit 2; }
+done
+[ -x "$BIN/lerobot-train" ] && [ -x "$BIN/lerobot-eval" ] || {
+  echo "error: no lerobot-train/lerobot-eval in BIN=$BIN" >&2; exit 2; }
 export HF_HUB_OFFLINE=1 WANDB_MODE=disabled OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
 mkdir -p "$WORK"
+rm -rf "${WORK:?}"/eval_* "$WORK"/gpu_rows.json "$WORK"/*.pid  # rows come from this run only
 KEYPOINT_POLICIES="diffusion_plus diffusion diffusion_plus_transformer act"
+stop_all() {
+  for f in "$WORK"/*.pid; do [ -e "$f" ] && kill "-$1" -- "-$(cat "$f")" 2>/dev/null; done; return 0
+}
+trap 'stop_all KILL' EXIT  # runs live in their own sessions: never leave them holding the GPU
 
 # Streaming reads with one worker each: random access costs ~8 ms of CPU per sample, streaming ~1 ms
 # (benchmarks/data_path.py), and 16 cores feed five runs. Streaming shuffles within a 1000-frame buffer.
@@ -40,10 +53,15 @@ train diffusion_plus_transformer --policy.type=diffusion_plus_transformer --data
 train act --policy.type=act --dataset.root="$KP" $ACT_FLAGS
 train image_diffusion_plus --policy.type=diffusion_plus --dataset.root="$IMG"
 echo "training 5 runs for ${TRAIN_S}s on $DEVICE"
-sleep "$TRAIN_S"
-for f in "$WORK"/*.pid; do kill -TERM -- "-$(cat "$f")" 2>/dev/null; done
-sleep 5
-for f in "$WORK"/*.pid; do kill -KILL -- "-$(cat "$f")" 2>/dev/null; done
+start=$SECONDS
+while [ $((SECONDS - start)) -lt "$TRAIN_S" ]; do
+  alive=0
+  for f in "$WORK"/*.pid; do kill -0 "$(cat "$f")" 2>/dev/null && alive=1; done
+  [ $alive = 1 ] || { echo "every training run has exited (see $WORK/*.train.log)"; break; }
+  sleep 2
+done
+train_s=$((SECONDS - start))
+stop_all TERM; sleep 5; stop_all KILL
 
 # Valid checkpoints are those up to the one `last` points at (a kill may cut a later save short).
 steps_of() {
@@ -56,8 +74,8 @@ steps_of() {
 common_step=""
 for p in $KEYPOINT_POLICIES; do
   top=$(steps_of "$p" | tail -1)
-  echo "$p reached step ${top:-none}"
-  [ -z "$top" ] && continue
+  if [ -z "$top" ]; then echo "MISSING: $p saved no checkpoint (see $WORK/$p.train.log)"; continue; fi
+  echo "$p reached step $top"
   if [ -z "$common_step" ] || [ "$top" -lt "$common_step" ]; then common_step=$top; fi
 done
 img_step=$(steps_of image_diffusion_plus | tail -1)
@@ -84,31 +102,40 @@ if [ -n "$common_step" ]; then
 fi
 [ -n "$img_step" ] && evaluate image_diffusion_plus "$img_step" pixels_agent_pos "${ddim[@]}"
 wait
+for log in "$WORK"/eval_*.log; do
+  [ -e "$log" ] && [ ! -e "${log%.log}/eval_info.json" ] && echo "MISSING: no result from ${log%.log} (see $log)"
+done
 
-"$PY" - "$WORK" "$TRAIN_S" "$DEVICE" "$BATCH" <<'PY'
+"$PY" - "$WORK" "$train_s" "$DEVICE" "$BATCH" "$ACT_FLAGS" <<'PY'
 import datetime, json, pathlib, re, sys
-work, train_s, device, batch = pathlib.Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+work, train_s, device, batch, act_flags = sys.argv[1:]
 try:
     import torch
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else device
 except ImportError:
     pass
-rows = []
-for info in sorted(work.glob("eval_*_*/eval_info.json")):
+def episodes(name):
+    data = json.loads((work_path / name / "checkpoints/last/pretrained_model/train_config.json").read_text())
+    info = pathlib.Path(data["dataset"]["root"]) / "meta/info.json"
+    return json.loads(info.read_text())["total_episodes"] if info.exists() else None
+work_path, rows = pathlib.Path(work), []
+for info in sorted(work_path.glob("eval_*_*/eval_info.json")):
     name, step = re.fullmatch(r"eval_(.+)_(\d+)", info.parent.name).groups()
     overall = json.loads(info.read_text())["overall"]
-    train_log = (work / f"{name}.train.log").read_text(errors="replace").replace("\r", "\n")
-    last_log = [l for l in train_log.splitlines() if " step:" in l][-1:]
     rows.append({
-        "policy": name.removeprefix("image_"), "obs": "image" if name.startswith("image_") else "keypoints",
-        "pc_success": overall["pc_success"], "avg_max_reward": overall["avg_max_reward"],
-        "n_episodes": overall["n_episodes"], "eval_seed": 100000, "steps": int(step), "of_steps": 20000,
-        "batch_size": batch, "seed": 1000, "streaming": True, "device": device, "train_wall_s_all": train_s,
-        "sampler": "none (single pass)" if name == "act" else "DDIM-10",
-        "last_train_log": last_log[0].split("INFO")[-1].strip() if last_log else "",
-        "date": datetime.date.today().isoformat(),
+        "policy": name.removeprefix("image_"), "pc_success": overall["pc_success"],
+        "avg_max_reward": round(overall["avg_max_reward"], 4), "steps": int(step), "of_steps": 20000,
+        "batch_size": int(batch), "seed": 1000, "sampler": "none (single pass)" if name == "act" else "DDIM-10",
+        "eval_episodes": overall["n_episodes"], "eval_seed": 100000, "train_wall_s": int(train_s),
+        "down_dims": [256, 512, 1024] if name in ("diffusion_plus", "diffusion", "image_diffusion_plus") else None,
+        "extra_flags": act_flags if name == "act" else "", "streaming": True,
+        "date": datetime.date.today().isoformat(), "device": device,
+        "obs": "image" if name.startswith("image_") else "keypoints", "episodes": episodes(name),
+        "note": "benchmarks/gpu_pusht.sh: five runs shared one GPU for train_wall_s; "
+                + ("evaluated at its last checkpoint" if name.startswith("image_")
+                   else "evaluated at the last checkpoint every keypoint run reached, and at 1/2 and 1/4 of it"),
     })
-(work / "gpu_rows.json").write_text(json.dumps(rows, indent=1))
+(work_path / "gpu_rows.json").write_text(json.dumps(rows, indent=1) + "\n")
 for r in rows:
     print(f"{r['obs']:9s} {r['policy']:27s} step {r['steps']:6d}: {r['pc_success']:5.1f}% success, "
           f"avg max coverage {r['avg_max_reward']:.3f}")

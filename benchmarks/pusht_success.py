@@ -4,6 +4,7 @@ act, trained with lerobot-train on the 206 human demos (keypoints) and evaluated
     python benchmarks/pusht_success.py --workdir runs/pusht_success [--steps 20000] [--train-seeds 1000]
         [--policies diffusion_plus diffusion_plus_transformer diffusion act] [--eval-at 5000 10000 20000]
         [--eval-episodes 50] [--eval-seed 100000] [--down-dims 64 128 256] [--act-flags "..."] [--dry-run]
+    python benchmarks/pusht_success.py --merge WORK/gpu_rows.json     # rows of benchmarks/gpu_pusht.sh
 
 Stages go round-robin over the evaluated steps: every policy is trained to the first of them (lerobot-train
 with the full --steps, stopped after that checkpoint is saved) and evaluated, then every policy is resumed to
@@ -107,7 +108,9 @@ def eval_cmd(policy: str, checkpoint: Path, args, out: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, help="where data, runs and logs go (required unless --merge)")
+    parser.add_argument("--merge", type=Path, help="only add the rows of this file (benchmarks/gpu_pusht.sh's "
+                        "gpu_rows.json) to --results, then stop")
     parser.add_argument("--zarr", type=Path, default=ROOT.parent / "shared/data/pusht_cchi_v7_replay.zarr")
     parser.add_argument("--policies", nargs="+", default=["diffusion_plus", "diffusion_plus_transformer",
                                                          "diffusion", "act"])
@@ -129,6 +132,14 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/pusht_success.json")
     parser.add_argument("--dry-run", action="store_true", help="print the stage commands only")
     args = parser.parse_args()
+    if args.merge:
+        rows = json.loads(args.merge.read_text())
+        for row in rows:
+            record(args.results, row)
+        print(f"added {len(rows)} rows of {args.merge} to {args.results}")
+        return
+    if args.workdir is None:
+        parser.error("--workdir is required (unless --merge)")
     eval_at = sorted(set(args.eval_at or [args.steps // 4, args.steps // 2, args.steps]))
     if eval_at[-1] > args.steps or eval_at[0] <= 0:
         parser.error(f"--eval-at must be within 1..--steps={args.steps}, got {eval_at}")
@@ -183,9 +194,9 @@ def main() -> None:
 
 
 def record(results: Path, row: dict) -> None:
-    """Add one row to the results file, replacing the row of the same policy, seed, step, budget, device and
-    observation (rows of benchmarks/gpu_pusht.sh share the file)."""
-    key = ("policy", "seed", "steps", "of_steps", "device", "obs")
+    """Add one row to the results file, replacing the row of the same run: policy, seed, step, budget, batch,
+    U-Net size, device and observation (rows of benchmarks/gpu_pusht.sh share the file)."""
+    key = ("policy", "seed", "steps", "of_steps", "batch_size", "down_dims", "device", "obs")
     old = json.loads(results.read_text()) if results.exists() else []
     kept = [r for r in old if tuple(r.get(k) for k in key) != tuple(row[k] for k in key)]
     results.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,7 @@
 """The benchmark scripts: stage plans (dry runs, the commands they would run) and the data-path timer."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,18 +62,71 @@ def test_data_path_reads_the_same_windows_both_ways(pusht_dataset, tmp_path):
     assert result["same_windows"] is True
 
 
-def test_pusht_success_rows_replace_only_the_same_run(tmp_path):
+def test_pusht_success_rows_replace_only_the_same_run(tmp_path, monkeypatch):
     """A rerun replaces its own row; a GPU row at the same step (benchmarks/gpu_pusht.sh) is kept beside it."""
-    import json
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from pusht_success import record
 
     results = tmp_path / "rows.json"
-    row = {"policy": "diffusion_plus", "seed": 1000, "steps": 2000, "of_steps": 20000, "device": "cpu",
-           "obs": "keypoints", "pc_success": 0.0}
+    row = {"policy": "diffusion_plus", "seed": 1000, "steps": 2000, "of_steps": 20000, "batch_size": 64,
+           "down_dims": [64, 128, 256], "device": "cpu", "obs": "keypoints", "pc_success": 0.0}
     record(results, row)
     record(results, {**row, "device": "NVIDIA H200", "pc_success": 4.0})
     record(results, {**row, "pc_success": 2.0})
     rows = json.loads(results.read_text())
     assert sorted((r["device"], r["pc_success"]) for r in rows) == [("NVIDIA H200", 4.0), ("cpu", 2.0)]
+
+
+STUB_TRAIN = """#!/usr/bin/env bash
+for a in "$@"; do case $a in --output_dir=*) out=${a#*=};; --policy.type=*) type=${a#*=};;
+  --dataset.root=*) root=${a#*=};; esac; done
+n=4; [ "$type" = act ] && n=3; [ "$(basename "$root")" = img ] && n=2
+[ "$type" = diffusion_plus_transformer ] && exec sleep 60   # never saves a checkpoint
+for i in $(seq 1 $n); do
+  d=$out/checkpoints/$(printf %06d $i)/pretrained_model; mkdir -p $d
+  echo "{\\"dataset\\": {\\"root\\": \\"$root\\"}}" > $d/train_config.json
+  ln -sfn $(printf %06d $i) $out/checkpoints/last
+done
+[ "$type" = diffusion_plus ] && mkdir -p $out/checkpoints/000009   # a save cut short, after `last`
+exec sleep 60
+"""
+STUB_EVAL = """#!/usr/bin/env bash
+for a in "$@"; do case $a in --output_dir=*) out=${a#*=};; esac; done
+mkdir -p $out
+echo '{"overall": {"pc_success": 10.0, "avg_max_reward": 0.5, "n_episodes": 2}}' > $out/eval_info.json
+"""
+
+
+def test_gpu_pusht_evaluates_every_policy_at_the_common_step(tmp_path):
+    """With stand-ins for lerobot-train/eval: the runs are stopped, the equal-budget step is the smallest last
+    checkpoint among the keypoint runs that saved any, a save cut short after `last` is ignored, a run that
+    saved nothing is reported, and the rows have the results-file schema."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("lerobot-train", STUB_TRAIN), ("lerobot-eval", STUB_EVAL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    for data, episodes in (("kp", 206), ("img", 140)):
+        (tmp_path / data / "meta").mkdir(parents=True)
+        (tmp_path / data / "meta/info.json").write_text(json.dumps({"total_episodes": episodes}))
+    work = tmp_path / "work"
+    env = {**os.environ, "BIN": str(bin_dir), "PY": sys.executable, "DEVICE": "cpu", "SAVE_FREQ": "1"}
+    out = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_pusht.sh"), str(tmp_path / "kp"),
+                          str(tmp_path / "img"), str(work), "2"],
+                         capture_output=True, text=True, env=env, timeout=120, check=True).stdout
+    assert "MISSING: diffusion_plus_transformer saved no checkpoint" in out
+    assert "common keypoint step 3" in out
+    rows = json.loads((work / "gpu_rows.json").read_text())
+    got = sorted((r["obs"], r["policy"], r["steps"]) for r in rows)
+    assert got == [("image", "diffusion_plus", 2)] + [
+        ("keypoints", p, s) for p in ("act", "diffusion", "diffusion_plus") for s in (1, 3)]
+    assert {r["episodes"] for r in rows if r["obs"] == "image"} == {140}
+    assert all(r["sampler"] == ("none (single pass)" if r["policy"] == "act" else "DDIM-10") for r in rows)
+    assert subprocess.run(["pgrep", "-f", str(work)], capture_output=True).returncode == 1, "runs left alive"
+
+
+def test_gpu_pusht_refuses_missing_data_before_training(tmp_path):
+    out = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_pusht.sh"), str(tmp_path / "nope"),
+                          str(tmp_path / "nope"), str(tmp_path / "work")], capture_output=True, text=True)
+    assert out.returncode == 2 and "is not a LeRobotDataset" in out.stderr
+    assert not (tmp_path / "work").exists()

@@ -58,6 +58,19 @@ def test_planned_labels_record_the_clean_action_of_the_same_noisy_run():
     assert 3.5 < gap.std() < 6.5, "executed - planned is the drawn noise (std 5 px, a few clipped at the border)"
 
 
+def test_without_noise_both_labels_are_the_expert_itself(episodes):
+    planned = run_episode(FRESH_SEEDS[0], labels="planned")
+    clean = episodes[FRESH_SEEDS[0]]
+    np.testing.assert_array_equal(np.array([f["action"] for f in planned["frames"]]),
+                                  np.array([f["action"] for f in clean["frames"]]))
+
+
+def test_planned_labels_without_noise_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--root", str(tmp_path / "x"), "--episodes", "1", "--seed", "0", "--labels", "planned"])
+    assert "--labels planned needs --noise" in capsys.readouterr().err
+
+
 def test_unknown_labels_are_refused():
     with pytest.raises(ValueError, match="labels must be one of"):
         run_episode(FRESH_SEEDS[0], labels="clean")

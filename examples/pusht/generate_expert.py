@@ -410,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--noise must be >= 0")
     if args.workers < 1:
         parser.error("--workers must be >= 1")
+    if args.labels == "planned" and args.noise == 0:
+        parser.error("--labels planned needs --noise > 0 (without noise the planned action is the executed one)")
     generate(args.root, args.episodes, args.seed, not args.no_images, args.noise, args.force, args.repo_id,
              args.workers, args.labels)
 
