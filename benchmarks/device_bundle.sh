@@ -11,7 +11,7 @@
 #     && sed -i '1s|.*|#!/usr/bin/env python3|' /tmp/site/bin/lerobot-* \
 #     && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH && bash benchmarks/gpu_pusht.sh .devdata/kp .devdata/img /tmp/w 210
 #
-# Keep .devdata/ out of git: `echo /.devdata/ >> .git/info/exclude`.
+# .devdata/ is git-ignored: name it in the device call's `carry`.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 ZARR=${ZARR:-../shared/data/pusht_cchi_v7_replay.zarr}
