@@ -188,6 +188,7 @@ def main() -> None:
                     "extra_flags": args.act_flags if policy == "act" else "",
                     "streaming": args.streaming, "date": datetime.date.today().isoformat(),
                     "device": args.device, "obs": "keypoints",
+                    "episodes": json.loads((data / "meta/info.json").read_text())["total_episodes"],
                 })
                 print(f"  {policy:27s} seed {seed} step {stop_at:6d}: {overall['pc_success']:5.1f}% success, "
                       f"avg max coverage {overall['avg_max_reward']:.3f}", flush=True)
