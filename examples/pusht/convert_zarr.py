@@ -7,7 +7,8 @@ Writes observation.state (agent xy), observation.environment_state (gym-pusht's 
 pose in data/state, unless --no-keypoints), observation.image (96x96 uint8, unless --no-images), action and
 the task string, at 10 fps. `--no-keypoints` gives the layout of the Hub's `lerobot/pusht` (image + agent xy),
 which an image policy needs: every observation it trains on must also come from
-`lerobot-eval --env.obs_type=pixels_agent_pos`. Images are read a chunk at a time: the whole array is 2.8 GB as float32.
+`lerobot-eval --env.obs_type=pixels_agent_pos`. Images are read a chunk at a time: the whole array is 2.8 GB
+as float32.
 """
 
 from __future__ import annotations

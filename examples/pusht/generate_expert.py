@@ -12,8 +12,8 @@ the best approach + push, which happens exactly as simulated (same physics, same
 --noise X adds Gaussian noise (std X px) to every executed action, for more varied demos; planning again after
 each push lets the expert recover. `--labels` says which action is recorded: the executed (noisy) one, or the
 planned (clean) one, as in DART (Laskey et al. 2017): the states drift off the expert's path and each is
-labelled with the action that steers back, which is what a cloned policy needs once its own errors compound. Every episode is recorded, successful or not, with the features of
-`pusht_common.dataset_features`.
+labelled with the action the plan meant, what a cloned policy needs once its own errors compound. Every
+episode is recorded, successful or not, with the features of `pusht_common.dataset_features`.
 """
 
 from __future__ import annotations
