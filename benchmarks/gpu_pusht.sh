@@ -106,9 +106,11 @@ for log in "$WORK"/eval_*.log; do
   [ -e "$log" ] && [ ! -e "${log%.log}/eval_info.json" ] && echo "MISSING: no result from ${log%.log} (see $log)"
 done
 
-"$PY" - "$WORK" "$train_s" "$DEVICE" "$BATCH" "$ACT_FLAGS" <<'PY'
-import datetime, json, pathlib, re, sys
-work, train_s, device, batch, act_flags = sys.argv[1:]
+"$PY" - "$WORK" "$train_s" "$DEVICE" "$BATCH" "$ACT_FLAGS" "$(dirname "$0")" <<'PY'
+import json, pathlib, re, sys
+work, train_s, device, batch, act_flags, here = sys.argv[1:]
+sys.path.insert(0, here)
+from pusht_success import make_row  # one row schema for CPU and GPU rows
 try:
     import torch
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else device
@@ -121,20 +123,16 @@ def episodes(name):
 work_path, rows = pathlib.Path(work), []
 for info in sorted(work_path.glob("eval_*_*/eval_info.json")):
     name, step = re.fullmatch(r"eval_(.+)_(\d+)", info.parent.name).groups()
-    overall = json.loads(info.read_text())["overall"]
-    rows.append({
-        "policy": name.removeprefix("image_"), "pc_success": overall["pc_success"],
-        "avg_max_reward": round(overall["avg_max_reward"], 4), "steps": int(step), "of_steps": 20000,
-        "batch_size": int(batch), "seed": 1000, "sampler": "none (single pass)" if name == "act" else "DDIM-10",
-        "eval_episodes": overall["n_episodes"], "eval_seed": 100000, "train_wall_s": int(train_s),
-        "down_dims": [256, 512, 1024] if name in ("diffusion_plus", "diffusion", "image_diffusion_plus") else None,
-        "extra_flags": act_flags if name == "act" else "", "streaming": True,
-        "date": datetime.date.today().isoformat(), "device": device,
-        "obs": "image" if name.startswith("image_") else "keypoints", "episodes": episodes(name),
-        "note": "benchmarks/gpu_pusht.sh: five runs shared one GPU for train_wall_s; "
-                + ("evaluated at its last checkpoint" if name.startswith("image_")
-                   else "evaluated at the last checkpoint every keypoint run reached, and at 1/2 and 1/4 of it"),
-    })
+    image = name.startswith("image_")
+    rows.append(make_row(
+        name.removeprefix("image_"), json.loads(info.read_text())["overall"], steps=int(step), of_steps=20000,
+        batch_size=int(batch), seed=1000, sampler="DDIM-10", eval_seed=100000, train_wall_s=int(train_s),
+        down_dims=[256, 512, 1024] if name in ("diffusion_plus", "diffusion", "image_diffusion_plus") else None,
+        extra_flags=act_flags if name == "act" else "", streaming=True, device=device,
+        obs="image" if image else "keypoints", episodes=episodes(name),
+        note="benchmarks/gpu_pusht.sh: five runs shared one GPU for train_wall_s; "
+             + ("evaluated at its last checkpoint" if image
+                else "evaluated at the last checkpoint every keypoint run reached, and at 1/2 and 1/4 of it")))
 (work_path / "gpu_rows.json").write_text(json.dumps(rows, indent=1) + "\n")
 for r in rows:
     print(f"{r['obs']:9s} {r['policy']:27s} step {r['steps']:6d}: {r['pc_success']:5.1f}% success, "

@@ -177,21 +177,32 @@ def main() -> None:
                 if args.dry_run:
                     continue
                 overall = json.loads((ev / "eval_info.json").read_text())["overall"]
-                record(args.results, {
-                    "policy": policy, "pc_success": overall["pc_success"],
-                    "avg_max_reward": round(overall["avg_max_reward"], 4), "steps": stop_at,
-                    "of_steps": args.steps, "batch_size": args.batch_size, "seed": seed,
-                    "sampler": args.sampler if policy in DIFFUSION_TYPES else "none (single pass)",
-                    "eval_episodes": args.eval_episodes, "eval_seed": args.eval_seed,
-                    "train_wall_s": int(timing.read_text()) if timing.exists() else None,
-                    "down_dims": args.down_dims if policy in ("diffusion_plus", "diffusion") else None,
-                    "extra_flags": args.act_flags if policy == "act" else "",
-                    "streaming": args.streaming, "date": datetime.date.today().isoformat(),
-                    "device": args.device, "obs": "keypoints",
-                    "episodes": json.loads((data / "meta/info.json").read_text())["total_episodes"],
-                })
+                record(args.results, make_row(
+                    policy, overall, steps=stop_at, of_steps=args.steps, batch_size=args.batch_size, seed=seed,
+                    sampler=args.sampler, eval_seed=args.eval_seed,
+                    train_wall_s=int(timing.read_text()) if timing.exists() else None,
+                    down_dims=args.down_dims if policy in ("diffusion_plus", "diffusion") else None,
+                    extra_flags=args.act_flags if policy == "act" else "", streaming=args.streaming,
+                    device=args.device, obs="keypoints",
+                    episodes=json.loads((data / "meta/info.json").read_text())["total_episodes"]))
                 print(f"  {policy:27s} seed {seed} step {stop_at:6d}: {overall['pc_success']:5.1f}% success, "
                       f"avg max coverage {overall['avg_max_reward']:.3f}", flush=True)
+
+
+def make_row(policy: str, overall: dict, *, steps: int, of_steps: int, batch_size: int, seed: int, sampler: str,
+             eval_seed: int, train_wall_s: int | None, down_dims: list[int] | None, extra_flags: str,
+             streaming: bool, device: str, obs: str, episodes: int | None, note: str | None = None) -> dict:
+    """One row of results/pusht_success.json from lerobot-eval's `overall` block; benchmarks/gpu_pusht.sh
+    builds its rows with this too, so CPU and GPU rows share one schema."""
+    row = {
+        "policy": policy, "pc_success": overall["pc_success"], "avg_max_reward": round(overall["avg_max_reward"], 4),
+        "steps": steps, "of_steps": of_steps, "batch_size": batch_size, "seed": seed,
+        "sampler": sampler if policy in DIFFUSION_TYPES else "none (single pass)",
+        "eval_episodes": overall["n_episodes"], "eval_seed": eval_seed, "train_wall_s": train_wall_s,
+        "down_dims": down_dims, "extra_flags": extra_flags, "streaming": streaming,
+        "date": datetime.date.today().isoformat(), "device": device, "obs": obs, "episodes": episodes,
+    }
+    return row | ({"note": note} if note else {})
 
 
 def record(results: Path, row: dict) -> None:

@@ -122,6 +122,9 @@ def test_gpu_pusht_evaluates_every_policy_at_the_common_step(tmp_path):
         ("keypoints", p, s) for p in ("act", "diffusion", "diffusion_plus") for s in (1, 3)]
     assert {r["episodes"] for r in rows if r["obs"] == "image"} == {140}
     assert all(r["sampler"] == ("none (single pass)" if r["policy"] == "act" else "DDIM-10") for r in rows)
+    results = json.loads((ROOT / "benchmarks/results/pusht_success.json").read_text())
+    cpu_keys = {k for r in results if r["device"] == "cpu" for k in r}
+    assert all(set(r) - {"note"} == cpu_keys - {"note"} for r in rows), "GPU rows and CPU rows differ in schema"
     assert subprocess.run(["pgrep", "-f", str(work)], capture_output=True).returncode == 1, "runs left alive"
 
 
