@@ -110,12 +110,8 @@ done
 import json, pathlib, re, sys
 work, train_s, device, batch, act_flags, here = sys.argv[1:]
 sys.path.insert(0, here)
-from pusht_success import make_row  # one row schema for CPU and GPU rows
-try:
-    import torch
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else device
-except ImportError:
-    pass
+from pusht_success import device_name, make_row  # one row schema for CPU and GPU rows
+device = device_name(device)
 def episodes(name):
     data = json.loads((work_path / name / "checkpoints/last/pretrained_model/train_config.json").read_text())
     info = pathlib.Path(data["dataset"]["root"]) / "meta/info.json"
@@ -127,7 +123,8 @@ for info in sorted(work_path.glob("eval_*_*/eval_info.json")):
     rows.append(make_row(
         name.removeprefix("image_"), json.loads(info.read_text())["overall"], steps=int(step), of_steps=20000,
         batch_size=int(batch), seed=1000, sampler="DDIM-10", eval_seed=100000, train_wall_s=int(train_s),
-        down_dims=[256, 512, 1024] if name in ("diffusion_plus", "diffusion", "image_diffusion_plus") else None,
+        down_dims=json.loads((work_path / name / f"checkpoints/{int(step):06d}/pretrained_model/config.json")
+                             .read_text()).get("down_dims"),  # as trained; None for act and the transformer
         extra_flags=act_flags if name == "act" else "", streaming=True, device=device,
         obs="image" if image else "keypoints", episodes=episodes(name),
         note="benchmarks/gpu_pusht.sh: five runs shared one GPU for train_wall_s; "

@@ -24,6 +24,7 @@ import datetime
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -33,7 +34,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+# lerobot-train/-eval beside this interpreter; PUSHT_SUCCESS_BIN points elsewhere (tests use stand-ins).
+BIN = Path(os.environ.get("PUSHT_SUCCESS_BIN", Path(sys.executable).parent))
 DIFFUSION_TYPES = ("diffusion_plus", "diffusion_plus_transformer", "diffusion")
 
 
@@ -56,7 +58,10 @@ def run(cmd: list[str], log: Path, dry_run: bool, threads: int, done=None, note:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait()
                 return time.time() - start
-            time.sleep(5)
+            try:  # returns as soon as the stage ends; checks `done` every 5 s
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
     if proc.returncode != 0:
         raise SystemExit(f"stage failed (exit {proc.returncode}), see {log}")
     return time.time() - start
@@ -132,6 +137,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/pusht_success.json")
     parser.add_argument("--dry-run", action="store_true", help="print the stage commands only")
     args = parser.parse_args()
+    if not re.fullmatch(r"(DDPM|DDIM|DPM\+\+2M)-[1-9][0-9]*", args.sampler):
+        parser.error(f"--sampler must be SAMPLER-STEPS with SAMPLER one of DDPM, DDIM, DPM++2M, got {args.sampler!r}")
     if args.merge:
         rows = json.loads(args.merge.read_text())
         for row in rows:
@@ -170,20 +177,30 @@ def main() -> None:
                         before = int(timing.read_text()) if timing.exists() else 0
                         timing.write_text(f"{before + seconds:.0f}")
                 ev = work / f"{policy}_seed{seed}_eval{stop_at}"
+                ckpt = checkpoint(out, stop_at) / "pretrained_model"
+                settings = {"sampler": args.sampler if policy in DIFFUSION_TYPES else None,
+                            "eval_seed": args.eval_seed, "eval_episodes": args.eval_episodes}
                 if not (ev / "eval_info.json").exists():
                     print(f"[eval] {policy} seed {seed} at step {stop_at}", flush=True)
-                    ckpt = checkpoint(out, stop_at) / "pretrained_model"
                     run(eval_cmd(policy, ckpt, args, ev), work / f"{ev.name}.log", args.dry_run, args.threads)
+                    if not args.dry_run:
+                        (ev / "eval_settings.json").write_text(json.dumps(settings) + "\n")
                 if args.dry_run:
                     continue
+                done_with = ev / "eval_settings.json"
+                if done_with.exists() and json.loads(done_with.read_text()) != settings:
+                    # The row would otherwise label an old result with today's settings.
+                    raise SystemExit(f"{ev} was evaluated with {done_with.read_text().strip()}, not {settings}: "
+                                     "move it away (or use another --workdir) to evaluate again")
                 overall = json.loads((ev / "eval_info.json").read_text())["overall"]
                 record(args.results, make_row(
                     policy, overall, steps=stop_at, of_steps=args.steps, batch_size=args.batch_size, seed=seed,
                     sampler=args.sampler, eval_seed=args.eval_seed,
                     train_wall_s=int(timing.read_text()) if timing.exists() else None,
-                    down_dims=args.down_dims if policy in ("diffusion_plus", "diffusion") else None,
+                    down_dims=json.loads((ckpt / "config.json").read_text()).get("down_dims")  # as trained
+                    if policy in ("diffusion_plus", "diffusion") else None,
                     extra_flags=args.act_flags if policy == "act" else "", streaming=args.streaming,
-                    device=args.device, obs="keypoints",
+                    device=device_name(args.device), obs="keypoints",
                     episodes=json.loads((data / "meta/info.json").read_text())["total_episodes"]))
                 print(f"  {policy:27s} seed {seed} step {stop_at:6d}: {overall['pc_success']:5.1f}% success, "
                       f"avg max coverage {overall['avg_max_reward']:.3f}", flush=True)
@@ -203,6 +220,16 @@ def make_row(policy: str, overall: dict, *, steps: int, of_steps: int, batch_siz
         "date": datetime.date.today().isoformat(), "device": device, "obs": obs, "episodes": episodes,
     }
     return row | ({"note": note} if note else {})
+
+
+def device_name(device: str) -> str:
+    """The GPU's name for a CUDA run (rows from different cards must not replace each other), else `device`."""
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(torch.device(device))
+    return device
 
 
 def record(results: Path, row: dict) -> None:

@@ -5,7 +5,7 @@ fields and optimizer preset. Field names follow LeRobot's `diffusion` wherever t
 switching is a change of `--policy.type` only. Defaults are the paper's (Chi et al. 2023).
 
 Validation happens in `__post_init__`, before any dataset or model is built. LeRobot's CLI parser hides
-the message of an exception raised there, so `ConfigError` also writes it to stderr (see `errors.py`).
+the message of a ValueError raised there, so `ConfigError` is deliberately not one (see `errors.py`).
 """
 
 from __future__ import annotations
@@ -86,6 +86,16 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
         self._validate()
 
     # --- validation -------------------------------------------------------------------------------
+    def _validate_optimizer(self) -> None:
+        for name in ("optimizer_lr", "optimizer_eps", "optimizer_grad_clip_norm"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(name, getattr(self, name), "a positive number")
+        for name in ("optimizer_weight_decay", "optimizer_encoder_weight_decay", "scheduler_warmup_steps"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(name, getattr(self, name), "a number >= 0")
+        if len(self.optimizer_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.optimizer_betas):
+            raise ConfigError("optimizer_betas", self.optimizer_betas, "two numbers in [0, 1)")
+
     def _validate(self) -> None:
         if self.n_obs_steps < 1:
             raise ConfigError("n_obs_steps", self.n_obs_steps, "an integer >= 1")
@@ -113,8 +123,19 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
                 self.num_inference_steps,
                 f"None or 1..num_train_timesteps={self.num_train_timesteps}",
             )
+        if self.noise_scheduler_type == "DPM++2M" and self.sampler_steps >= self.num_train_timesteps:
+            # Its step grid puts n + 1 points on T - 1 integers: from n = T on, two coincide (a zero step, NaN).
+            raise ConfigError(
+                "num_inference_steps",
+                self.num_inference_steps,
+                f"1..num_train_timesteps - 1 = {self.num_train_timesteps - 1} with noise_scheduler_type='DPM++2M' "
+                "(None means num_train_timesteps)",
+            )
         if self.crop_shape is not None and (len(self.crop_shape) != 2 or min(self.crop_shape) < 1):
             raise ConfigError("crop_shape", self.crop_shape, "None or two positive integers (H, W)")
+        if self.spatial_softmax_num_keypoints < 1:
+            raise ConfigError("spatial_softmax_num_keypoints", self.spatial_softmax_num_keypoints, "an integer >= 1")
+        self._validate_optimizer()
         if not 0.0 <= self.ema_max_decay < 1.0:
             raise ConfigError("ema_max_decay", self.ema_max_decay, "a number in [0, 1)")
         if self.ema_inv_gamma <= 0 or self.ema_power <= 0:
@@ -215,8 +236,7 @@ class DiffusionPlusConfig(DiffusionPlusBaseConfig):
         super()._validate()
         if len(self.down_dims) < 1 or min(self.down_dims) < 1:
             raise ConfigError("down_dims", self.down_dims, "one or more positive channel counts")
-        bad_groups = [d for d in self.down_dims if d % self.n_groups]
-        if self.n_groups < 1 or bad_groups:
+        if self.n_groups < 1 or any(d % self.n_groups for d in self.down_dims):
             raise ConfigError("n_groups", self.n_groups, f"a divisor of every entry of down_dims={self.down_dims}")
         if self.diffusion_step_embed_dim < 4 or self.diffusion_step_embed_dim % 2:
             raise ConfigError("diffusion_step_embed_dim", self.diffusion_step_embed_dim, "an even integer >= 4")
@@ -259,8 +279,8 @@ class DiffusionPlusTransformerConfig(DiffusionPlusBaseConfig):
         for name in ("n_layer", "n_head", "n_emb"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "an integer >= 1")
-        if self.n_emb % self.n_head or self.n_emb % 2:
-            raise ConfigError("n_emb", self.n_emb, f"an even multiple of n_head={self.n_head}")
+        if self.n_emb < 4 or self.n_emb % 2 or self.n_emb % self.n_head:
+            raise ConfigError("n_emb", self.n_emb, f"an even integer >= 4 that is a multiple of n_head={self.n_head}")
         if self.n_cond_layers < 0:
             raise ConfigError("n_cond_layers", self.n_cond_layers, "an integer >= 0")
         for name in ("p_drop_emb", "p_drop_attn"):
@@ -268,4 +288,4 @@ class DiffusionPlusTransformerConfig(DiffusionPlusBaseConfig):
                 raise ConfigError(name, getattr(self, name), "a probability in [0, 1)")
 
 
-__all__ = ["DiffusionPlusBaseConfig", "DiffusionPlusConfig", "DiffusionPlusTransformerConfig", "FeatureType"]
+__all__ = ["DiffusionPlusBaseConfig", "DiffusionPlusConfig", "DiffusionPlusTransformerConfig"]

@@ -13,9 +13,9 @@ class ConfigError(Exception):
     command line with their message.
     """
 
-    def __init__(self, field: str, value: Any, allowed: str):
+    def __init__(self, field: str, value: Any, allowed: str, what: str = "policy"):
         self.field, self.value, self.allowed = field, value, allowed
-        super().__init__(f"invalid policy setting {field}={value!r}: expected {allowed}")
+        super().__init__(f"invalid {what} setting {field}={value!r}: expected {allowed}")
 
 
 def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:

@@ -26,7 +26,7 @@ from .configuration_diffusion_plus import (
     DiffusionPlusTransformerConfig,
 )
 from .denoiser_transformer import DecoderBlock, TransformerDenoiser
-from .denoiser_unet import UNet1dDenoiser
+from .denoiser_unet import FiLMResidualBlock, UNet1dDenoiser
 from .ema import EMA
 from .errors import CheckpointError, ObservationError
 from .obs_encoder import ObservationEncoder
@@ -50,10 +50,10 @@ class DiffusionPlusModel(nn.Module):
 class DiffusionPlusPolicy(PreTrainedPolicy):
     config_class = DiffusionPlusConfig
     name = "diffusion_plus"
-    # The repeated block for FSDP auto-wrapping: accelerate reads `_no_split_modules`, and LeRobot versions
-    # with `--parallelism.dp_shard` read `_fsdp_wrap_modules` (0.6.1 has no such flag: untested here).
-    _no_split_modules = [DecoderBlock.__name__]
-    _fsdp_wrap_modules = (DecoderBlock,)
+    # The denoiser's repeated block, for FSDP auto-wrapping: accelerate reads `_no_split_modules`, and LeRobot
+    # versions with `--parallelism.dp_shard` read `_fsdp_wrap_modules` (0.6.1 has no such flag: untested here).
+    _no_split_modules = [FiLMResidualBlock.__name__]
+    _fsdp_wrap_modules = (FiLMResidualBlock,)
 
     def __init__(self, config: DiffusionPlusBaseConfig, **kwargs):
         super().__init__(config)
@@ -302,3 +302,5 @@ class DiffusionPlusTransformerPolicy(DiffusionPlusPolicy):
 
     config_class = DiffusionPlusTransformerConfig
     name = "diffusion_plus_transformer"
+    _no_split_modules = [DecoderBlock.__name__]
+    _fsdp_wrap_modules = (DecoderBlock,)

@@ -70,6 +70,8 @@ def inference_timesteps(num_train_timesteps: int, num_inference_steps: int, spac
             f"got {num_inference_steps}"
         )
     if spacing == "linspace":
+        if num_inference_steps >= num_train_timesteps:  # n + 1 grid points on T - 1 integers would repeat one
+            raise ValueError(f"linspace spacing needs num_inference_steps < {num_train_timesteps}, got {num_inference_steps}")
         grid = torch.linspace(0, num_train_timesteps - 1, num_inference_steps + 1, dtype=torch.float64)
         return grid.round().long().flip(0)[:-1]
     ratio = num_train_timesteps // num_inference_steps

@@ -23,6 +23,8 @@ from lerobot.robots.so_follower.config_so_follower import SOFollowerConfig
 from lerobot.robots.utils import ensure_safe_goal_position
 from lerobot.utils.decorators import check_if_already_connected, check_if_not_connected
 
+from .errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 MOTORS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
@@ -43,7 +45,9 @@ class SO100DryrunConfig(RobotConfig, SOFollowerConfig):
     def __post_init__(self):
         super().__post_init__()
         if not 0.0 < self.tracking <= 1.0:
-            raise ValueError(f"tracking must be in (0, 1], got {self.tracking}")
+            raise ConfigError("tracking", self.tracking, "a fraction in (0, 1]", what="robot")
+        if not self.report_every_s > 0:
+            raise ConfigError("report_every_s", self.report_every_s, "a positive number of seconds", what="robot")
 
 
 class SO100Dryrun(Robot):

@@ -62,6 +62,67 @@ def test_data_path_reads_the_same_windows_both_ways(pusht_dataset, tmp_path):
     assert result["same_windows"] is True
 
 
+PS_STUB_TRAIN = r"""#!/usr/bin/env bash
+for a in "$@"; do case $a in --output_dir=*) out=${a#*=};; --config_path=*) cfg=${a#*=};;
+  --policy.type=*) type=${a#*=};; --steps=*) steps=${a#*=};; --save_freq=*) freq=${a#*=};;
+  --policy.down_dims=*) dims=${a#*=};; esac; done
+if [ -n "${cfg:-}" ]; then   # --resume: everything else comes from the run's folder
+  out=$(dirname "$(dirname "$(dirname "$(dirname "$cfg")")")"); . "$out/stub.env"
+  step=$((10#$(basename "$(readlink "$out/checkpoints/last")") + freq))
+else
+  mkdir -p "$out"; echo "type=$type steps=$steps freq=$freq dims=${dims:-null}" > "$out/stub.env"; step=$freq
+fi
+echo "$@" >> "$out/calls.log"
+while [ "$step" -le "$steps" ]; do
+  d=$out/checkpoints/$(printf %06d $step)/pretrained_model; mkdir -p "$d"
+  echo '{}' > "$d/train_config.json"; echo "{\"type\": \"$type\", \"down_dims\": $dims}" > "$d/config.json"
+  ln -sfn "$(printf %06d $step)" "$out/checkpoints/last"; step=$((step + freq))
+  if [ "$step" -le "$steps" ]; then sleep 8; fi   # a real run goes on training: the script must stop it
+done
+"""
+PS_STUB_EVAL = r"""#!/usr/bin/env bash
+for a in "$@"; do case $a in --output_dir=*) out=${a#*=};; --policy.path=*) ckpt=${a#*=};;
+  --eval.n_episodes=*) n=${a#*=};; esac; done
+step=$((10#$(basename "$(dirname "$ckpt")")))
+mkdir -p "$out"; echo "{\"overall\": {\"pc_success\": $step.0, \"avg_max_reward\": 0.1, \"n_episodes\": $n}}" > "$out/eval_info.json"
+"""
+
+
+def test_pusht_success_trains_resumes_evaluates_and_records(tmp_path):
+    """The real stage loop with stand-ins for lerobot-train/eval: each policy is stopped at the first evaluated
+    step and resumed from its checkpoint to the next, rows carry what the checkpoint was trained with, and a
+    rerun with other eval settings is refused instead of relabelling the old result."""
+    bin_dir, work, results = tmp_path / "bin", tmp_path / "work", tmp_path / "rows.json"
+    bin_dir.mkdir()
+    for name, text in (("lerobot-train", PS_STUB_TRAIN), ("lerobot-eval", PS_STUB_EVAL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (work / "data/meta").mkdir(parents=True)
+    (work / "data/meta/info.json").write_text(json.dumps({"total_episodes": 7}))
+    env = {**os.environ, "PUSHT_SUCCESS_BIN": str(bin_dir)}
+    cmd = [sys.executable, str(ROOT / "benchmarks/pusht_success.py"), "--workdir", str(work), "--results",
+           str(results), "--policies", "diffusion_plus", "act", "--steps", "4", "--eval-at", "2", "4",
+           "--eval-episodes", "3", "--down-dims", "8", "16"]
+    subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True)
+    rows = {(r["policy"], r["steps"]): r for r in json.loads(results.read_text())}
+    assert sorted(rows) == [("act", 2), ("act", 4), ("diffusion_plus", 2), ("diffusion_plus", 4)]
+    assert all(r["pc_success"] == step for (_, step), r in rows.items()), "each row is its own checkpoint's eval"
+    assert rows["diffusion_plus", 4]["down_dims"] == [8, 16] and rows["act", 4]["down_dims"] is None
+    assert rows["diffusion_plus", 2]["sampler"] == "DDIM-10" and rows["act", 2]["sampler"] == "none (single pass)"
+    assert {r["eval_episodes"] for r in rows.values()} == {3} and {r["episodes"] for r in rows.values()} == {7}
+    calls = (work / "diffusion_plus_seed1000/calls.log").read_text().splitlines()
+    assert len(calls) == 2 and "--resume=true" in calls[1], "stopped at step 2, resumed from its checkpoint"
+    again = subprocess.run([*cmd, "--sampler", "DDIM-20"], env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "was evaluated with" in again.stderr
+    assert json.loads(results.read_text()) == list(rows.values()), "the old rows are left as they were"
+
+
+def test_pusht_success_refuses_a_malformed_sampler(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/pusht_success.py"), "--workdir", str(tmp_path),
+                          "--sampler", "DDIM10", "--dry-run"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--sampler must be SAMPLER-STEPS" in out.stderr
+
+
 def test_pusht_success_rows_replace_only_the_same_run(tmp_path, monkeypatch):
     """A rerun replaces its own row; a GPU row at the same step (benchmarks/gpu_pusht.sh) is kept beside it."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
@@ -85,6 +146,8 @@ n=4; [ "$type" = act ] && n=3; [ "$(basename "$root")" = img ] && n=2
 for i in $(seq 1 $n); do
   d=$out/checkpoints/$(printf %06d $i)/pretrained_model; mkdir -p $d
   echo "{\\"dataset\\": {\\"root\\": \\"$root\\"}}" > $d/train_config.json
+  case $type in diffusion*) [ "$type" != diffusion_plus_transformer ] && dims=',"down_dims": [256, 512, 1024]';; esac
+  echo "{\\"type\\": \\"$type\\"${dims:-}}" > $d/config.json
   ln -sfn $(printf %06d $i) $out/checkpoints/last
 done
 [ "$type" = diffusion_plus ] && mkdir -p $out/checkpoints/000009   # a save cut short, after `last`
@@ -122,6 +185,7 @@ def test_gpu_pusht_evaluates_every_policy_at_the_common_step(tmp_path):
         ("keypoints", p, s) for p in ("act", "diffusion", "diffusion_plus") for s in (1, 3)]
     assert {r["episodes"] for r in rows if r["obs"] == "image"} == {140}
     assert all(r["sampler"] == ("none (single pass)" if r["policy"] == "act" else "DDIM-10") for r in rows)
+    assert all(r["down_dims"] == (None if r["policy"] == "act" else [256, 512, 1024]) for r in rows)
     results = json.loads((ROOT / "benchmarks/results/pusht_success.json").read_text())
     cpu_keys = {k for r in results if r["device"] == "cpu" for k in r}
     assert all(set(r) - {"note"} == cpu_keys - {"note"} for r in rows), "GPU rows and CPU rows differ in schema"

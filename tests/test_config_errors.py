@@ -1,5 +1,6 @@
 """Bad settings fail before any heavy work, and lerobot-train shows the user the field, value and what is allowed."""
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -23,6 +24,8 @@ CASES = {
                              ["num_inference_steps=0", "1..num_train_timesteps=100"]),
     "too_many_inference_steps": ("diffusion_plus", ["--policy.num_inference_steps=101"],
                                  ["num_inference_steps=101", "1..num_train_timesteps=100"]),
+    "dpm_at_every_train_step": ("diffusion_plus", ["--policy.noise_scheduler_type=DPM++2M"],
+                                ["num_inference_steps=None", "1..num_train_timesteps - 1 = 99"]),
     "heads_do_not_divide": ("diffusion_plus_transformer", ["--policy.n_emb=30", "--policy.n_head=4"],
                             ["n_emb=30", "multiple of n_head=4"]),
 }
@@ -111,3 +114,42 @@ def dataset_results(tmp_path_factory):
 def test_lerobot_train_names_dataset_feature_problems(case, dataset_results):
     shown = _shown(dataset_results[case], DATASET_CASES[case][2])
     assert "Creating optimizer" not in shown, "it failed before the model was built"
+
+
+# The same checks built directly (no CLI start-up), for settings that used to pass and fail later or obscurely.
+DIRECT_CASES = {
+    "n_groups_zero": ("diffusion_plus", {"n_groups": 0}, "n_groups=0: expected a divisor of every entry"),
+    "n_emb_too_small": ("diffusion_plus_transformer", {"n_emb": 2, "n_head": 1}, "n_emb=2: expected an even integer >= 4"),
+    "dpm_at_every_step": ("diffusion_plus", {"noise_scheduler_type": "DPM++2M", "num_inference_steps": 100},
+                          "num_inference_steps=100: expected 1..num_train_timesteps - 1 = 99"),
+    "lr_zero": ("diffusion_plus", {"optimizer_lr": 0.0}, "optimizer_lr=0.0: expected a positive number"),
+    "betas_out_of_range": ("diffusion_plus_transformer", {"optimizer_betas": (1.0, 0.95)},
+                           "optimizer_betas=(1.0, 0.95): expected two numbers in [0, 1)"),
+    "negative_warmup": ("diffusion_plus", {"scheduler_warmup_steps": -1}, "scheduler_warmup_steps=-1: expected a number >= 0"),
+    "no_keypoints": ("diffusion_plus", {"spatial_softmax_num_keypoints": 0}, "spatial_softmax_num_keypoints=0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIRECT_CASES))
+def test_config_names_the_field_and_allowed_values(case):
+    from conftest import make_config
+    from lerobot_policy_diffusion_plus.errors import ConfigError
+
+    policy_type, overrides, message = DIRECT_CASES[case]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_config(policy_type, **overrides)
+
+
+def test_dpm_solver_at_its_largest_step_count_is_accepted():
+    from conftest import make_config
+
+    assert make_config("diffusion_plus", noise_scheduler_type="DPM++2M", num_inference_steps=99).sampler_steps == 99
+
+
+@pytest.mark.parametrize("field,value", [("tracking", 0.0), ("report_every_s", 0.0)])
+def test_dryrun_robot_names_a_bad_setting(field, value, tmp_path):
+    from lerobot_policy_diffusion_plus.errors import ConfigError
+    from lerobot_policy_diffusion_plus.so100_dryrun import SO100DryrunConfig
+
+    with pytest.raises(ConfigError, match=re.escape(f"invalid robot setting {field}={value!r}")):
+        SO100DryrunConfig(calibration_dir=tmp_path, **{field: value})

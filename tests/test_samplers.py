@@ -80,7 +80,7 @@ def test_denoise_loop_matches_diffusers_ddim():
 
 @pytest.mark.parametrize("beta_schedule", samplers.BETA_SCHEDULES)
 @pytest.mark.parametrize("prediction_type", samplers.PREDICTION_TYPES)
-@pytest.mark.parametrize("steps", [1, 2, 3, 4, 10])
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 10, T - 1])
 def test_dpm_solver_pp_2m_matches_diffusers(beta_schedule, prediction_type, steps):
     """Whole loop, since the multistep solver carries the previous x0 from step to step."""
     ref = DPMSolverMultistepScheduler(
@@ -125,6 +125,9 @@ def test_timesteps_must_fit_the_schedule():
         samplers.inference_timesteps(100, 101)
     with pytest.raises(ValueError, match="num_inference_steps"):
         samplers.inference_timesteps(100, 0)
+    # DPM++2M's grid: from n = T on two timesteps would coincide (a zero-length step, NaN actions).
+    with pytest.raises(ValueError, match="num_inference_steps < 100"):
+        samplers.inference_timesteps(100, 100, spacing="linspace")
 
 
 @pytest.mark.parametrize(
