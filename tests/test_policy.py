@@ -396,7 +396,6 @@ def test_clipping_requires_min_max_actions():
         ("diffusion_plus", {}),
         ("diffusion_plus", {"use_film_scale_modulation": False, "kernel_size": 3, "down_dims": (16, 32)}),
         ("diffusion_plus", {"noise_scheduler_type": "DPM++2M", "num_inference_steps": 4}),
-        ("diffusion_plus_transformer", {}),
     ],
 )
 @pytest.mark.parametrize("batch_size", [1, 3])
@@ -413,3 +412,18 @@ def test_fast_inference_matches_the_eager_modules(policy_type, overrides, batch_
     eager = policy.predict_action_chunk(batch, noise=noise)
     torch.testing.assert_close(fast, eager, atol=1e-5, rtol=0)
     assert not torch.equal(fast, policy.predict_action_chunk(batch))  # noise is actually used
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_transformer_chunk_memory_matches_its_per_step_forward(batch_size):
+    """The transformer encodes the condition memory for every sampling step at once; each step's denoiser
+    output must equal a plain forward at that step."""
+    config = make_config("diffusion_plus_transformer", noise_scheduler_type="DDIM", num_inference_steps=10)
+    denoiser = make_policy(config).eval().model.denoiser
+    obs = torch.randn(batch_size, config.n_obs_steps, denoiser.cond_obs_emb.in_features)
+    timesteps = torch.tensor([90, 50, 0])
+    step = denoiser.conditioned(obs, timesteps)
+    x = torch.randn(batch_size, config.horizon, 2)
+    with torch.no_grad():
+        for i, t in enumerate(timesteps):
+            torch.testing.assert_close(step(x, i), denoiser(x, t.repeat(batch_size), obs), atol=1e-5, rtol=0)
