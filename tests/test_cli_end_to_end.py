@@ -1,6 +1,7 @@
 """lerobot-train and lerobot-eval drive both policy types end to end, offline, in subprocesses."""
 
 import json
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -43,3 +44,5 @@ def test_train_then_eval_on_pusht(policy_type, pusht_dataset, tmp_path):
     assert overall["n_episodes"] == 2
     assert 0.0 <= overall["pc_success"] <= 100.0
     assert 0.0 <= overall["avg_max_reward"] <= 1.0
+    videos = overall["video_paths"]
+    assert videos and all(Path(v).stat().st_size > 0 for v in videos), "lerobot-eval wrote the rollout videos"
