@@ -8,6 +8,7 @@ denoiser is picked from `config.denoiser_type`. The network is `model` (observat
 from __future__ import annotations
 
 from collections import deque
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
     name = "diffusion_plus"
     # The denoiser's repeated block, for FSDP auto-wrapping: accelerate reads `_no_split_modules`, and LeRobot
     # versions with `--parallelism.dp_shard` read `_fsdp_wrap_modules` (0.6.1 has no such flag: untested here).
-    _no_split_modules = [FiLMResidualBlock.__name__]
+    _no_split_modules: ClassVar[list[str]] = [FiLMResidualBlock.__name__]
     _fsdp_wrap_modules = (FiLMResidualBlock,)
 
     def __init__(self, config: DiffusionPlusBaseConfig, **kwargs):
@@ -302,5 +303,5 @@ class DiffusionPlusTransformerPolicy(DiffusionPlusPolicy):
 
     config_class = DiffusionPlusTransformerConfig
     name = "diffusion_plus_transformer"
-    _no_split_modules = [DecoderBlock.__name__]
+    _no_split_modules: ClassVar[list[str]] = [DecoderBlock.__name__]
     _fsdp_wrap_modules = (DecoderBlock,)

@@ -4,7 +4,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from cli import run_cli
 
 # (policy type, bad flags, what the user must read)
@@ -133,6 +132,7 @@ DIRECT_CASES = {
 @pytest.mark.parametrize("case", sorted(DIRECT_CASES))
 def test_config_names_the_field_and_allowed_values(case):
     from conftest import make_config
+
     from lerobot_policy_diffusion_plus.errors import ConfigError
 
     policy_type, overrides, message = DIRECT_CASES[case]
