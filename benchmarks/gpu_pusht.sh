@@ -18,6 +18,8 @@ set -uo pipefail
 KP=$1 IMG=$2 WORK=$3 TRAIN_S=${4:-300}
 DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-64} SAVE_FREQ=${SAVE_FREQ:-1000} EVAL_EPISODES=${EVAL_EPISODES:-50}
 EVAL_TIMEOUT_S=${EVAL_TIMEOUT_S:-180} ACT_FLAGS=${ACT_FLAGS:-}
+# The run's fixed settings, named once: the flags below and the rows' fields both read them.
+OF_STEPS=20000 SEED=1000 EVAL_SEED=100000 DDIM_STEPS=10
 BIN=${BIN:-$(dirname "$(command -v lerobot-train || echo ./none)")}
 PY=${PY:-python3}
 for d in "$KP" "$IMG"; do
@@ -37,8 +39,8 @@ trap 'stop_all KILL' EXIT  # runs live in their own sessions: never leave them h
 # Streaming reads with one worker each: random access costs ~8 ms of CPU per sample, streaming ~1 ms
 # (benchmarks/data_path.py), and 16 cores feed five runs. Streaming shuffles within a 1000-frame buffer.
 common=(--policy.device="$DEVICE" --policy.push_to_hub=false --dataset.repo_id=local/pusht
-        --dataset.streaming=true --num_workers=1 --steps=20000 --batch_size="$BATCH" --save_freq="$SAVE_FREQ"
-        --env_eval_freq=0 --log_freq=100 --seed=1000)
+        --dataset.streaming=true --num_workers=1 --steps="$OF_STEPS" --batch_size="$BATCH" --save_freq="$SAVE_FREQ"
+        --env_eval_freq=0 --log_freq=100 --seed="$SEED")
 train() {  # name, flags...: one lerobot-train in its own session, so that stopping it stops its workers
   local name=$1; shift
   rm -rf "${WORK:?}/$name"
@@ -86,10 +88,10 @@ evaluate() {  # name, step, obs_type, extra flags...
   local ckpt; ckpt=$WORK/$name/checkpoints/$(printf %06d "$step")/pretrained_model
   OMP_NUM_THREADS=1 timeout "$EVAL_TIMEOUT_S" "$BIN/lerobot-eval" --policy.path="$ckpt" --env.type=pusht \
     --env.obs_type="$obs" --eval.n_episodes="$EVAL_EPISODES" --eval.batch_size="$EVAL_EPISODES" \
-    --eval.use_async_envs=false --policy.device="$DEVICE" --seed=100000 \
+    --eval.use_async_envs=false --policy.device="$DEVICE" --seed="$EVAL_SEED" \
     --output_dir="$WORK/eval_${name}_$step" "$@" > "$WORK/eval_${name}_$step.log" 2>&1 &
 }
-ddim=(--policy.noise_scheduler_type=DDIM --policy.num_inference_steps=10)
+ddim=(--policy.noise_scheduler_type=DDIM --policy.num_inference_steps="$DDIM_STEPS")
 if [ -n "$common_step" ]; then
   for p in $KEYPOINT_POLICIES; do
     flags=(); [ "$p" != act ] && flags=("${ddim[@]}")
@@ -106,9 +108,10 @@ for log in "$WORK"/eval_*.log; do
   [ -e "$log" ] && [ ! -e "${log%.log}/eval_info.json" ] && echo "MISSING: no result from ${log%.log} (see $log)"
 done
 
-"$PY" - "$WORK" "$train_s" "$DEVICE" "$BATCH" "$ACT_FLAGS" "$(dirname "$0")" <<'PY'
+"$PY" - "$WORK" "$train_s" "$DEVICE" "$BATCH" "$ACT_FLAGS" "$(dirname "$0")" "$OF_STEPS" "$SEED" "$EVAL_SEED" \
+  "DDIM-$DDIM_STEPS" <<'PY'
 import json, pathlib, re, sys
-work, train_s, device, batch, act_flags, here = sys.argv[1:]
+work, train_s, device, batch, act_flags, here, of_steps, seed, eval_seed, sampler = sys.argv[1:]
 sys.path.insert(0, here)
 from pusht_success import device_name, make_row  # one row schema for CPU and GPU rows
 device = device_name(device)
@@ -121,8 +124,8 @@ for info in sorted(work_path.glob("eval_*_*/eval_info.json")):
     name, step = re.fullmatch(r"eval_(.+)_(\d+)", info.parent.name).groups()
     image = name.startswith("image_")
     rows.append(make_row(
-        name.removeprefix("image_"), json.loads(info.read_text())["overall"], steps=int(step), of_steps=20000,
-        batch_size=int(batch), seed=1000, sampler="DDIM-10", eval_seed=100000, train_wall_s=int(train_s),
+        name.removeprefix("image_"), json.loads(info.read_text())["overall"], steps=int(step), of_steps=int(of_steps),
+        batch_size=int(batch), seed=int(seed), sampler=sampler, eval_seed=int(eval_seed), train_wall_s=int(train_s),
         down_dims=json.loads((work_path / name / f"checkpoints/{int(step):06d}/pretrained_model/config.json")
                              .read_text()).get("down_dims"),  # as trained; None for act and the transformer
         extra_flags=act_flags if name == "act" else "", streaming=True, device=device,

@@ -187,6 +187,7 @@ def test_gpu_pusht_evaluates_every_policy_at_the_common_step(tmp_path):
     assert {r["episodes"] for r in rows if r["obs"] == "image"} == {140}
     assert all(r["sampler"] == ("none (single pass)" if r["policy"] == "act" else "DDIM-10") for r in rows)
     assert all(r["down_dims"] == (None if r["policy"] == "act" else [256, 512, 1024]) for r in rows)
+    assert {(r["of_steps"], r["seed"], r["eval_seed"], r["batch_size"]) for r in rows} == {(20000, 1000, 100000, 64)}
     results = json.loads((ROOT / "benchmarks/results/pusht_success.json").read_text())
     cpu_keys = {k for r in results if r["device"] == "cpu" for k in r}
     assert all(set(r) - {"note"} == cpu_keys - {"note"} for r in rows), "GPU rows and CPU rows differ in schema"
