@@ -212,7 +212,8 @@ def make_row(policy: str, overall: dict, *, steps: int, of_steps: int, batch_siz
     """One row of results/pusht_success.json from lerobot-eval's `overall` block; benchmarks/gpu_pusht.sh
     builds its rows with this too, so CPU and GPU rows share one schema."""
     row = {
-        "policy": policy, "pc_success": overall["pc_success"], "avg_max_reward": round(overall["avg_max_reward"], 4),
+        "policy": policy, "pc_success": round(overall["pc_success"], 2),  # lerobot-eval's 28.000000000000004
+        "avg_max_reward": round(overall["avg_max_reward"], 4),
         "steps": steps, "of_steps": of_steps, "batch_size": batch_size, "seed": seed,
         "sampler": sampler if policy in DIFFUSION_TYPES else "none (single pass)",
         "eval_episodes": overall["n_episodes"], "eval_seed": eval_seed, "train_wall_s": train_wall_s,
