@@ -180,11 +180,14 @@ def main() -> None:
                 ckpt = checkpoint(out, stop_at) / "pretrained_model"
                 settings = {"sampler": args.sampler if policy in DIFFUSION_TYPES else None,
                             "eval_seed": args.eval_seed, "eval_episodes": args.eval_episodes}
+                wall = ev / "train_wall_s"  # the training time up to this step, kept beside its eval
                 if not (ev / "eval_info.json").exists():
                     print(f"[eval] {policy} seed {seed} at step {stop_at}", flush=True)
                     run(eval_cmd(policy, ckpt, args, ev), work / f"{ev.name}.log", args.dry_run, args.threads)
                     if not args.dry_run:
                         (ev / "eval_settings.json").write_text(json.dumps(settings) + "\n")
+                        if timing.exists():  # read now: a later stage adds to the timing file
+                            wall.write_text(timing.read_text())
                 if args.dry_run:
                     continue
                 done_with = ev / "eval_settings.json"
@@ -196,7 +199,7 @@ def main() -> None:
                 record(args.results, make_row(
                     policy, overall, steps=stop_at, of_steps=args.steps, batch_size=args.batch_size, seed=seed,
                     sampler=args.sampler, eval_seed=args.eval_seed,
-                    train_wall_s=int(timing.read_text()) if timing.exists() else None,
+                    train_wall_s=int(wall.read_text()) if wall.exists() else None,
                     down_dims=json.loads((ckpt / "config.json").read_text()).get("down_dims")  # as trained
                     if policy in ("diffusion_plus", "diffusion") else None,
                     extra_flags=args.act_flags if policy == "act" else "", streaming=args.streaming,

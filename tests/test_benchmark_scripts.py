@@ -90,8 +90,9 @@ mkdir -p "$out"; echo "{\"overall\": {\"pc_success\": $step.0, \"avg_max_reward\
 
 def test_pusht_success_trains_resumes_evaluates_and_records(tmp_path):
     """The real stage loop with stand-ins for lerobot-train/eval: each policy is stopped at the first evaluated
-    step and resumed from its checkpoint to the next, rows carry what the checkpoint was trained with, and a
-    rerun with other eval settings is refused instead of relabelling the old result."""
+    step and resumed from its checkpoint to the next, rows carry what the checkpoint was trained with and how
+    long training took up to it, and a rerun with other eval settings is refused instead of relabelling the
+    old result."""
     bin_dir, work, results = tmp_path / "bin", tmp_path / "work", tmp_path / "rows.json"
     bin_dir.mkdir()
     for name, text in (("lerobot-train", PS_STUB_TRAIN), ("lerobot-eval", PS_STUB_EVAL)):
@@ -112,6 +113,12 @@ def test_pusht_success_trains_resumes_evaluates_and_records(tmp_path):
     assert {r["eval_episodes"] for r in rows.values()} == {3} and {r["episodes"] for r in rows.values()} == {7}
     calls = (work / "diffusion_plus_seed1000/calls.log").read_text().splitlines()
     assert len(calls) == 2 and "--resume=true" in calls[1], "stopped at step 2, resumed from its checkpoint"
+    # A rerun records every evaluated step again: each row keeps the training time up to its own step, not the
+    # total that later training (here a stand-in value) has brought the policy's timing file to.
+    (work / "diffusion_plus_seed1000.train_s").write_text("999")
+    subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(results.read_text()) == list(rows.values())
+    assert all(r["train_wall_s"] is not None and r["train_wall_s"] < 999 for r in rows.values())
     again = subprocess.run([*cmd, "--sampler", "DDIM-20"], env=env, capture_output=True, text=True, timeout=60,
                            check=False)
     assert again.returncode != 0 and "was evaluated with" in again.stderr
