@@ -186,7 +186,9 @@ def main() -> None:
                     run(eval_cmd(policy, ckpt, args, ev), work / f"{ev.name}.log", args.dry_run, args.threads)
                     if not args.dry_run:
                         (ev / "eval_settings.json").write_text(json.dumps(settings) + "\n")
-                        if timing.exists():  # read now: a later stage adds to the timing file
+                        # The timing file holds this step's training time only while training stops here
+                        # (later stages add to it; an older checkpoint evaluated late gets no time).
+                        if timing.exists() and not reached(out, stop_at + 1):
                             wall.write_text(timing.read_text())
                 if args.dry_run:
                     continue

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,12 @@ def test_pusht_success_trains_resumes_evaluates_and_records(tmp_path):
     subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(results.read_text()) == list(rows.values())
     assert all(r["train_wall_s"] is not None and r["train_wall_s"] < 999 for r in rows.values())
+    # An older checkpoint evaluated only after training went past it: its training time is not known.
+    shutil.rmtree(work / "act_seed1000_eval2")
+    subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+    late = {(r["policy"], r["steps"]): r for r in json.loads(results.read_text())}
+    assert late["act", 2]["train_wall_s"] is None and late["act", 4] == rows["act", 4]
+    rows = late
     again = subprocess.run([*cmd, "--sampler", "DDIM-20"], env=env, capture_output=True, text=True, timeout=60,
                            check=False)
     assert again.returncode != 0 and "was evaluated with" in again.stderr
