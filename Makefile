@@ -16,11 +16,15 @@ EVAL_EPISODES ?= 20
 
 .PHONY: install test test-all demo clean
 
+# --no-cache-dir: torch's CUDA wheels (about 3 GiB) are not kept a second time in ~/.cache; a full disk
+# is the one way this install has failed on a fresh machine, hence also the warning.
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "error: Python 3.12 not found; set PYTHON312=/path/to/python3.12"; exit 1; }
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4/1048576)}'); test "$$free" -ge 9 || \
+		echo "warning: $$free GiB free here; the venv needs about 6 GiB (torch's CUDA build) plus the download"
 	$(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-cache-dir -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
