@@ -123,11 +123,12 @@ work_path, rows = pathlib.Path(work), []
 for info in sorted(work_path.glob("eval_*_*/eval_info.json")):
     name, step = re.fullmatch(r"eval_(.+)_(\d+)", info.parent.name).groups()
     image = name.startswith("image_")
+    config = json.loads((work_path / name / f"checkpoints/{int(step):06d}/pretrained_model/config.json").read_text())
     rows.append(make_row(
         name.removeprefix("image_"), json.loads(info.read_text())["overall"], steps=int(step), of_steps=int(of_steps),
         batch_size=int(batch), seed=int(seed), sampler=sampler, eval_seed=int(eval_seed), train_wall_s=int(train_s),
-        down_dims=json.loads((work_path / name / f"checkpoints/{int(step):06d}/pretrained_model/config.json")
-                             .read_text()).get("down_dims"),  # as trained; None for act and the transformer
+        down_dims=config.get("down_dims"),  # as trained; None for act and the transformer
+        n_action_steps=config["n_action_steps"],
         extra_flags=act_flags if name == "act" else "", streaming=True, device=device,
         obs="image" if image else "keypoints", episodes=episodes(name),
         note="benchmarks/gpu_pusht.sh: five runs shared one GPU for train_wall_s; "

@@ -3,7 +3,8 @@ act, trained with lerobot-train on the 206 human demos (keypoints) and evaluated
 
     python benchmarks/pusht_success.py --workdir runs/pusht_success [--steps 20000] [--train-seeds 1000]
         [--policies diffusion_plus diffusion_plus_transformer diffusion act] [--eval-at 5000 10000 20000]
-        [--eval-episodes 50] [--eval-seed 100000] [--down-dims 64 128 256] [--act-flags "..."] [--dry-run]
+        [--eval-episodes 50] [--eval-seed 100000] [--down-dims 64 128 256] [--act-flags "..."]
+        [--n-action-steps N] [--dry-run]
     python benchmarks/pusht_success.py --merge WORK/gpu_rows.json     # rows of benchmarks/gpu_pusht.sh
 
 Stages go round-robin over the evaluated steps: every policy is trained to the first of them (lerobot-train
@@ -108,6 +109,8 @@ def eval_cmd(policy: str, checkpoint: Path, args, out: Path) -> list[str]:
     if policy in DIFFUSION_TYPES:
         sampler, steps = args.sampler.split("-")
         cmd += [f"--policy.noise_scheduler_type={sampler}", f"--policy.num_inference_steps={steps}"]
+    if args.n_action_steps:
+        cmd.append(f"--policy.n_action_steps={args.n_action_steps}")
     return cmd
 
 
@@ -129,6 +132,9 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--eval-seed", type=int, default=100000)
     parser.add_argument("--sampler", default="DDIM-10", help="sampler-steps for the diffusion policies at eval")
+    parser.add_argument("--n-action-steps", type=int, default=None,
+                        help="actions executed per chunk at eval, for every policy (default: each checkpoint's "
+                        "own); evaluations go to folders of their own, ending in _aN")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS per stage (0: unset)")
     parser.add_argument("--num-workers", type=int, default=1)
@@ -176,11 +182,13 @@ def main() -> None:
                     if not args.dry_run:  # the wall time of all of this policy's training stages so far
                         before = int(timing.read_text()) if timing.exists() else 0
                         timing.write_text(f"{before + seconds:.0f}")
-                ev = work / f"{policy}_seed{seed}_eval{stop_at}"
+                first_ev = work / f"{policy}_seed{seed}_eval{stop_at}"  # at the checkpoint's own n_action_steps
+                ev = first_ev.with_name(first_ev.name + (f"_a{args.n_action_steps}" if args.n_action_steps else ""))
                 ckpt = checkpoint(out, stop_at) / "pretrained_model"
                 settings = {"sampler": args.sampler if policy in DIFFUSION_TYPES else None,
                             "eval_seed": args.eval_seed, "eval_episodes": args.eval_episodes}
-                wall = ev / "train_wall_s"  # the training time up to this step, kept beside its eval
+                if args.n_action_steps:
+                    settings["n_action_steps"] = args.n_action_steps
                 if not (ev / "eval_info.json").exists():
                     print(f"[eval] {policy} seed {seed} at step {stop_at}", flush=True)
                     run(eval_cmd(policy, ckpt, args, ev), work / f"{ev.name}.log", args.dry_run, args.threads)
@@ -188,8 +196,8 @@ def main() -> None:
                         (ev / "eval_settings.json").write_text(json.dumps(settings) + "\n")
                         # The timing file holds this step's training time only while training stops here
                         # (later stages add to it; an older checkpoint evaluated late gets no time).
-                        if timing.exists() and not reached(out, stop_at + 1):
-                            wall.write_text(timing.read_text())
+                        if train_time(ev, first_ev) is None and timing.exists() and not reached(out, stop_at + 1):
+                            (ev / "train_wall_s").write_text(timing.read_text())
                 if args.dry_run:
                     continue
                 done_with = ev / "eval_settings.json"
@@ -198,12 +206,13 @@ def main() -> None:
                     raise SystemExit(f"{ev} was evaluated with {done_with.read_text().strip()}, not {settings}: "
                                      "move it away (or use another --workdir) to evaluate again")
                 overall = json.loads((ev / "eval_info.json").read_text())["overall"]
+                config = json.loads((ckpt / "config.json").read_text())  # as trained
                 record(args.results, make_row(
                     policy, overall, steps=stop_at, of_steps=args.steps, batch_size=args.batch_size, seed=seed,
                     sampler=args.sampler, eval_seed=args.eval_seed,
-                    train_wall_s=int(wall.read_text()) if wall.exists() else None,
-                    down_dims=json.loads((ckpt / "config.json").read_text()).get("down_dims")  # as trained
-                    if policy in ("diffusion_plus", "diffusion") else None,
+                    train_wall_s=train_time(ev, first_ev),
+                    down_dims=config.get("down_dims"),  # None for act and the transformer
+                    n_action_steps=args.n_action_steps or config["n_action_steps"],
                     extra_flags=args.act_flags if policy == "act" else "", streaming=args.streaming,
                     device=device_name(args.device), obs="keypoints",
                     episodes=json.loads((data / "meta/info.json").read_text())["total_episodes"]))
@@ -212,7 +221,8 @@ def main() -> None:
 
 
 def make_row(policy: str, overall: dict, *, steps: int, of_steps: int, batch_size: int, seed: int, sampler: str,
-             eval_seed: int, train_wall_s: int | None, down_dims: list[int] | None, extra_flags: str,
+             eval_seed: int, train_wall_s: int | None, down_dims: list[int] | None, n_action_steps: int,
+             extra_flags: str,
              streaming: bool, device: str, obs: str, episodes: int | None, note: str | None = None) -> dict:
     """One row of results/pusht_success.json from lerobot-eval's `overall` block; benchmarks/gpu_pusht.sh
     builds its rows with this too, so CPU and GPU rows share one schema."""
@@ -222,10 +232,17 @@ def make_row(policy: str, overall: dict, *, steps: int, of_steps: int, batch_siz
         "steps": steps, "of_steps": of_steps, "batch_size": batch_size, "seed": seed,
         "sampler": sampler if policy in DIFFUSION_TYPES else "none (single pass)",
         "eval_episodes": overall["n_episodes"], "eval_seed": eval_seed, "train_wall_s": train_wall_s,
-        "down_dims": down_dims, "extra_flags": extra_flags, "streaming": streaming,
+        "down_dims": down_dims, "n_action_steps": n_action_steps, "extra_flags": extra_flags, "streaming": streaming,
         "date": datetime.date.today().isoformat(), "device": device, "obs": obs, "episodes": episodes,
     }
     return row | ({"note": note} if note else {})
+
+
+def train_time(*evals: Path) -> int | None:
+    """Training seconds up to an eval's step, kept in its `train_wall_s` file; evaluations of one checkpoint at
+    another n_action_steps read the first one's."""
+    known = [ev / "train_wall_s" for ev in evals if (ev / "train_wall_s").exists()]
+    return int(known[0].read_text()) if known else None
 
 
 def device_name(device: str) -> str:
@@ -239,9 +256,10 @@ def device_name(device: str) -> str:
 
 
 def record(results: Path, row: dict) -> None:
-    """Add one row to the results file, replacing the row of the same run: policy, seed, step, budget, batch,
-    U-Net size, device and observation (rows of benchmarks/gpu_pusht.sh share the file)."""
-    key = ("policy", "seed", "steps", "of_steps", "batch_size", "down_dims", "device", "obs")
+    """Add one row to the results file, replacing the row of the same run and evaluation: policy, seed, step,
+    budget, batch, U-Net size, device, observation and actions per chunk (rows of benchmarks/gpu_pusht.sh share
+    the file)."""
+    key = ("policy", "seed", "steps", "of_steps", "batch_size", "down_dims", "device", "obs", "n_action_steps")
     old = json.loads(results.read_text()) if results.exists() else []
     kept = [r for r in old if tuple(r.get(k) for k in key) != tuple(row[k] for k in key)]
     results.parent.mkdir(parents=True, exist_ok=True)

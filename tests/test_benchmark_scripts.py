@@ -76,7 +76,8 @@ fi
 echo "$@" >> "$out/calls.log"
 while [ "$step" -le "$steps" ]; do
   d=$out/checkpoints/$(printf %06d $step)/pretrained_model; mkdir -p "$d"
-  echo '{}' > "$d/train_config.json"; echo "{\"type\": \"$type\", \"down_dims\": $dims}" > "$d/config.json"
+  echo '{}' > "$d/train_config.json"
+  echo "{\"type\": \"$type\", \"down_dims\": ${dims:-null}, \"n_action_steps\": 8}" > "$d/config.json"
   ln -sfn "$(printf %06d $step)" "$out/checkpoints/last"; step=$((step + freq))
   if [ "$step" -le "$steps" ]; then sleep 8; fi   # a real run goes on training: the script must stop it
 done
@@ -86,6 +87,7 @@ for a in "$@"; do case $a in --output_dir=*) out=${a#*=};; --policy.path=*) ckpt
   --eval.n_episodes=*) n=${a#*=};; esac; done
 step=$((10#$(basename "$(dirname "$ckpt")")))
 mkdir -p "$out"; echo "{\"overall\": {\"pc_success\": $step.0, \"avg_max_reward\": 0.1, \"n_episodes\": $n}}" > "$out/eval_info.json"
+echo "$@" > "$out/args"
 """
 
 
@@ -130,6 +132,16 @@ def test_pusht_success_trains_resumes_evaluates_and_records(tmp_path):
                            check=False)
     assert again.returncode != 0 and "was evaluated with" in again.stderr
     assert json.loads(results.read_text()) == list(rows.values()), "the old rows are left as they were"
+    # The same checkpoints evaluated with 4 actions per chunk: folders of their own, the flag passed to
+    # lerobot-eval, rows added beside the checkpoint's own n_action_steps (8) with the same training time.
+    subprocess.run([*cmd, "--n-action-steps", "4"], env=env, capture_output=True, text=True, timeout=60, check=True)
+    both = json.loads(results.read_text())
+    assert [r for r in both if r["n_action_steps"] == 8] == list(rows.values())
+    a4 = {(r["policy"], r["steps"]): r for r in both if r["n_action_steps"] == 4}
+    assert sorted(a4) == sorted(rows)
+    assert "--policy.n_action_steps=4" in (work / "diffusion_plus_seed1000_eval4_a4/args").read_text()
+    assert "--policy.n_action_steps" not in (work / "diffusion_plus_seed1000_eval4/args").read_text()
+    assert all(a4[k]["train_wall_s"] == rows[k]["train_wall_s"] for k in rows)
 
 
 def test_pusht_success_refuses_a_malformed_sampler(tmp_path):
@@ -145,7 +157,7 @@ def test_pusht_success_rows_replace_only_the_same_run(tmp_path, monkeypatch):
 
     results = tmp_path / "rows.json"
     row = {"policy": "diffusion_plus", "seed": 1000, "steps": 2000, "of_steps": 20000, "batch_size": 64,
-           "down_dims": [64, 128, 256], "device": "cpu", "obs": "keypoints", "pc_success": 0.0}
+           "down_dims": [64, 128, 256], "device": "cpu", "obs": "keypoints", "n_action_steps": 8, "pc_success": 0.0}
     record(results, row)
     record(results, {**row, "device": "NVIDIA H200", "pc_success": 4.0})
     record(results, {**row, "pc_success": 2.0})
@@ -162,7 +174,7 @@ for i in $(seq 1 $n); do
   d=$out/checkpoints/$(printf %06d $i)/pretrained_model; mkdir -p $d
   echo "{\\"dataset\\": {\\"root\\": \\"$root\\"}}" > $d/train_config.json
   case $type in diffusion*) [ "$type" != diffusion_plus_transformer ] && dims=',"down_dims": [256, 512, 1024]';; esac
-  echo "{\\"type\\": \\"$type\\"${dims:-}}" > $d/config.json
+  echo "{\\"type\\": \\"$type\\", \\"n_action_steps\\": 8${dims:-}}" > $d/config.json
   ln -sfn $(printf %06d $i) $out/checkpoints/last
 done
 [ "$type" = diffusion_plus ] && mkdir -p $out/checkpoints/000009   # a save cut short, after `last`

@@ -126,6 +126,7 @@ DIRECT_CASES = {
                            "optimizer_betas=(1.0, 0.95): expected two numbers in [0, 1)"),
     "negative_warmup": ("diffusion_plus", {"scheduler_warmup_steps": -1}, "scheduler_warmup_steps=-1: expected a number >= 0"),
     "no_keypoints": ("diffusion_plus", {"spatial_softmax_num_keypoints": 0}, "spatial_softmax_num_keypoints=0"),
+    "negative_drop": ("diffusion_plus", {"drop_n_last_frames": -1}, "drop_n_last_frames=-1: expected an integer >= 0"),
 }
 
 
@@ -144,6 +145,15 @@ def test_dpm_solver_at_its_largest_step_count_is_accepted():
     from conftest import make_config
 
     assert make_config("diffusion_plus", noise_scheduler_type="DPM++2M", num_inference_steps=99).sampler_steps == 99
+
+
+def test_actions_per_chunk_do_not_change_the_training_data():
+    """n_action_steps is a deployment knob: any value samples the same frames and action windows in training."""
+    from conftest import make_config
+
+    configs = [make_config("diffusion_plus", n_action_steps=n) for n in (1, 4, 8, 15)]
+    assert {c.drop_n_last_frames for c in configs} == {7}
+    assert len({tuple(c.action_delta_indices) for c in configs}) == 1
 
 
 @pytest.mark.parametrize("field,value", [("tracking", 0.0), ("report_every_s", 0.0)])
