@@ -145,6 +145,8 @@ def main() -> None:
     args = parser.parse_args()
     if not re.fullmatch(r"(DDPM|DDIM|DPM\+\+2M)-[1-9][0-9]*", args.sampler):
         parser.error(f"--sampler must be SAMPLER-STEPS with SAMPLER one of DDPM, DDIM, DPM++2M, got {args.sampler!r}")
+    if args.n_action_steps is not None and args.n_action_steps < 1:
+        parser.error(f"--n-action-steps must be an integer >= 1, got {args.n_action_steps}")
     if args.merge:
         rows = json.loads(args.merge.read_text())
         for row in rows:
@@ -196,7 +198,7 @@ def main() -> None:
                         (ev / "eval_settings.json").write_text(json.dumps(settings) + "\n")
                         # The timing file holds this step's training time only while training stops here
                         # (later stages add to it; an older checkpoint evaluated late gets no time).
-                        if train_time(ev, first_ev) is None and timing.exists() and not reached(out, stop_at + 1):
+                        if train_time(first_ev) is None and timing.exists() and not reached(out, stop_at + 1):
                             (ev / "train_wall_s").write_text(timing.read_text())
                 if args.dry_run:
                     continue
@@ -210,7 +212,7 @@ def main() -> None:
                 record(args.results, make_row(
                     policy, overall, steps=stop_at, of_steps=args.steps, batch_size=args.batch_size, seed=seed,
                     sampler=args.sampler, eval_seed=args.eval_seed,
-                    train_wall_s=train_time(ev, first_ev),
+                    train_wall_s=train_time(first_ev),
                     down_dims=config.get("down_dims"),  # None for act and the transformer
                     n_action_steps=args.n_action_steps or config["n_action_steps"],
                     extra_flags=args.act_flags if policy == "act" else "", streaming=args.streaming,
@@ -238,10 +240,11 @@ def make_row(policy: str, overall: dict, *, steps: int, of_steps: int, batch_siz
     return row | ({"note": note} if note else {})
 
 
-def train_time(*evals: Path) -> int | None:
-    """Training seconds up to an eval's step, kept in its `train_wall_s` file; evaluations of one checkpoint at
-    another n_action_steps read the first one's."""
-    known = [ev / "train_wall_s" for ev in evals if (ev / "train_wall_s").exists()]
+def train_time(first_ev: Path) -> int | None:
+    """Training seconds up to a checkpoint's step, kept in the `train_wall_s` file of whichever of its
+    evaluations ran first (`first_ev`, or `first_ev`_aN at another n_action_steps)."""
+    known = [first_ev / "train_wall_s", *sorted(first_ev.parent.glob(f"{first_ev.name}_a*/train_wall_s"))]
+    known = [f for f in known if f.exists()]
     return int(known[0].read_text()) if known else None
 
 
@@ -261,7 +264,7 @@ def record(results: Path, row: dict) -> None:
     the file)."""
     key = ("policy", "seed", "steps", "of_steps", "batch_size", "down_dims", "device", "obs", "n_action_steps")
     old = json.loads(results.read_text()) if results.exists() else []
-    kept = [r for r in old if tuple(r.get(k) for k in key) != tuple(row[k] for k in key)]
+    kept = [r for r in old if tuple(r.get(k) for k in key) != tuple(row.get(k) for k in key)]
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(kept + [row], indent=1) + "\n")
 

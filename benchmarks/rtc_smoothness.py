@@ -54,7 +54,7 @@ def train(work: Path, steps: int) -> Path:
 class Rig:
     """A loaded checkpoint, its processors and a connected dry-run robot, stepped by hand."""
 
-    def __init__(self, checkpoint: Path, work: Path):
+    def __init__(self, checkpoint: Path, work: Path, n_action_steps: int):
         from lerobot.configs import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
         from lerobot.utils.feature_utils import hw_to_dataset_features
@@ -63,6 +63,7 @@ class Rig:
 
         cfg = PreTrainedConfig.from_pretrained(checkpoint)
         cfg.noise_scheduler_type, cfg.num_inference_steps, cfg.device = "DDIM", 10, "cpu"
+        cfg.n_action_steps = n_action_steps
         self.policy = get_policy_class(cfg.type).from_pretrained(checkpoint, config=cfg).eval()
         self.pre, self.post = make_pre_post_processors(cfg, pretrained_path=str(checkpoint))
         self.robot = SO100Dryrun(SO100DryrunConfig(calibration_dir=work))
@@ -165,7 +166,12 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=120)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--delays", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--n-action-steps", type=int, default=8,
+                        help="actions per chunk (BENCHMARKS.md's table: 8; the policies' default is 4)")
     args = parser.parse_args()
+    if not all(1 <= d < args.n_action_steps for d in args.delays):
+        # A delay of a whole chunk or more leaves nothing to execute: the queue never fills.
+        parser.error(f"--delays must be 1..--n-action-steps - 1 = {args.n_action_steps - 1}, got {args.delays}")
     torch.set_num_threads(1)
     # The engine's queue warns whenever fewer actions were consumed than the delay (always, on the first
     # chunk of a run); here the delay is exact by construction.
@@ -176,7 +182,7 @@ def main() -> None:
     print(f"checkpoint {checkpoint} ({time.perf_counter() - t0:.0f} s)")
     from synthetic_dataset import CENTRE, joint_path
 
-    rig = Rig(checkpoint, work)
+    rig = Rig(checkpoint, work, args.n_action_steps)
     t0 = time.perf_counter()
     latencies = []
     for _ in range(5):

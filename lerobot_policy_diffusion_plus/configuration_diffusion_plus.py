@@ -30,9 +30,11 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     n_obs_steps: int = 2
     horizon: int = 16
     n_action_steps: int = 4
-    # Start frames skipped at each episode's end (their chunks would be mostly padding): the reference's 7,
-    # a number of its own (as in LeRobot's `diffusion`) so that n_action_steps does not change training.
-    drop_n_last_frames: int = 7
+    # Start frames LeRobot's (map-style) sampler skips at each episode's end, so that a training chunk has at
+    # most 7 padded actions past the end. The reference allows n_action_steps - 1 padded actions, 7 at its 8;
+    # a fixed allowance keeps n_action_steps, an inference setting, out of training. None: horizon -
+    # n_obs_steps - 7 (7 at the defaults, as LeRobot's `diffusion`). Streaming runs never skip frames.
+    drop_n_last_frames: int | None = None
 
     # The paper scales every low-dim input and the action to [-1, 1]; images are standardised.
     normalization_mapping: dict[str, NormalizationMode] = field(
@@ -88,6 +90,8 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.drop_n_last_frames is None:
+            self.drop_n_last_frames = max(0, self.horizon - self.n_obs_steps - 7)
         self._validate()
 
     # --- validation -------------------------------------------------------------------------------

@@ -142,6 +142,12 @@ def test_pusht_success_trains_resumes_evaluates_and_records(tmp_path):
     assert "--policy.n_action_steps=4" in (work / "diffusion_plus_seed1000_eval4_a4/args").read_text()
     assert "--policy.n_action_steps" not in (work / "diffusion_plus_seed1000_eval4/args").read_text()
     assert all(a4[k]["train_wall_s"] == rows[k]["train_wall_s"] for k in rows)
+    # The other way round (as if the _a4 evaluation had run first): a plain one made later reads its time.
+    shutil.copy(work / "diffusion_plus_seed1000_eval4/train_wall_s", work / "diffusion_plus_seed1000_eval4_a4")
+    shutil.rmtree(work / "diffusion_plus_seed1000_eval4")
+    subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+    again = {(r["policy"], r["steps"], r["n_action_steps"]): r for r in json.loads(results.read_text())}
+    assert again["diffusion_plus", 4, 8]["train_wall_s"] == rows["diffusion_plus", 4]["train_wall_s"]
 
 
 def test_pusht_success_refuses_a_malformed_sampler(tmp_path):

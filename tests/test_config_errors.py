@@ -152,8 +152,12 @@ def test_actions_per_chunk_do_not_change_the_training_data():
     from conftest import make_config
 
     configs = [make_config("diffusion_plus", n_action_steps=n) for n in (1, 4, 8, 15)]
-    assert {c.drop_n_last_frames for c in configs} == {7}
+    assert {c.drop_n_last_frames for c in configs} == {7}, "the reference's 7 at its defaults"
     assert len({tuple(c.action_delta_indices) for c in configs}) == 1
+    # A longer horizon skips more end frames (at most 7 padded actions per chunk); a set value is kept.
+    assert make_config("diffusion_plus", horizon=32).drop_n_last_frames == 32 - 2 - 7
+    assert make_config("diffusion_plus", horizon=8).drop_n_last_frames == 0
+    assert make_config("diffusion_plus", drop_n_last_frames=3).drop_n_last_frames == 3
 
 
 @pytest.mark.parametrize("field,value", [("tracking", 0.0), ("report_every_s", 0.0)])

@@ -35,6 +35,8 @@ def rollout_args(model_dir, log, inference: str) -> list[str]:
         f"--robot.cameras={CAMERA}",
         f"--robot.action_log={log}",
         f"--inference.type={inference}",
+        # RTC: 8 actions per chunk (the guide's RTC commands), so a chunk may take up to 4 ticks to compute.
+        *(["--policy.n_action_steps=8"] if inference == "rtc" else []),
         f"--fps={FPS}",
         f"--duration={DURATION}",
         "--return_to_initial_position=false",

@@ -37,7 +37,7 @@ rm -rf "$DEMO_DIR/train"
 # - a 1.4M U-Net (down_dims 32/64/128), lr 5e-4 with a short warm-up;
 # - streaming reads: LeRobotDataset's random access costs ~8 ms of CPU per sample here, several times this
 #   model's training step (benchmarks/data_path.py); streaming ~1 ms, so training is no longer data-bound;
-# - 2 of the 16 predicted actions executed per chunk (the paper's 8 suits human demos): the scripted expert
+# - 2 of the 16 predicted actions executed per chunk (the policy's default is 4, the paper's 8): the scripted expert
 #   replans after every push, and replanning as often lifted coverage most on the tuning seeds.
 OMP_NUM_THREADS=1 "$VENV/bin/lerobot-train" --policy.type=diffusion_plus --policy.device=cpu --policy.push_to_hub=false \
   --policy.down_dims='[32,64,128]' --policy.optimizer_lr=5e-4 --policy.scheduler_warmup_steps=100 \
