@@ -224,8 +224,8 @@ def main() -> None:
 
 def make_row(policy: str, overall: dict, *, steps: int, of_steps: int, batch_size: int, seed: int, sampler: str,
              eval_seed: int, train_wall_s: int | None, down_dims: list[int] | None, n_action_steps: int,
-             extra_flags: str,
-             streaming: bool, device: str, obs: str, episodes: int | None, note: str | None = None) -> dict:
+             extra_flags: str, streaming: bool, device: str, obs: str, episodes: int | None,
+             note: str | None = None) -> dict:
     """One row of results/pusht_success.json from lerobot-eval's `overall` block; benchmarks/gpu_pusht.sh
     builds its rows with this too, so CPU and GPU rows share one schema."""
     row = {

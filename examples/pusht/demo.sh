@@ -52,7 +52,9 @@ test -e "$DEMO_DIR/train/checkpoints/last/pretrained_model/model.safetensors" ||
 
 step "evaluating on gym-pusht, $EVAL_EPISODES episodes, DDIM-10"
 rm -rf "$DEMO_DIR/eval"
-"$VENV/bin/lerobot-eval" --policy.path="$DEMO_DIR/train/checkpoints/last/pretrained_model" \
+# One thread, as in training: two torch threads slow to a crawl when anything else runs on a 2-core machine
+# (this eval: 75 s at one thread, about 10 min at two, beside a training job).
+OMP_NUM_THREADS=1 "$VENV/bin/lerobot-eval" --policy.path="$DEMO_DIR/train/checkpoints/last/pretrained_model" \
   --env.type=pusht --env.obs_type=environment_state_agent_pos --eval.n_episodes="$EVAL_EPISODES" \
   --eval.batch_size="$EVAL_EPISODES" --eval.use_async_envs=false --policy.device=cpu \
   --policy.noise_scheduler_type=DDIM --policy.num_inference_steps=10 --seed=100000 \
