@@ -30,10 +30,38 @@ CASES = {
 }
 
 
+# Each of these through the real lerobot-train (one per policy type): the message reaches the user's terminal.
+CLI_CASES = ["horizon_not_divisible", "heads_do_not_divide"]
+
+
+def _parse_train_flags(policy_type: str, flags: list[str]):
+    """Parse like lerobot-train does (draccus on LeRobot's TrainPipelineConfig, policy picked by
+    --policy.type through the plugin's registration), without the ~30 s of a console script's start-up."""
+    import draccus
+    from lerobot.configs.train import TrainPipelineConfig
+
+    args = [f"--policy.type={policy_type}", "--policy.device=cpu", "--dataset.repo_id=local/bad", *flags]
+    return draccus.parse(config_class=TrainPipelineConfig, args=args)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_parsing_the_train_flags_names_the_field_and_allowed_values(case):
+    policy_type, flags, expected = CASES[case]
+    with pytest.raises(Exception) as info:
+        _parse_train_flags(policy_type, flags)
+    for text in expected:
+        assert text in str(info.value), f"{text!r} not in {info.value}"
+
+
+def test_good_train_flags_parse():
+    cfg = _parse_train_flags("diffusion_plus_transformer", ["--policy.n_emb=32", "--policy.n_head=4"])
+    assert (cfg.policy.type, cfg.policy.n_emb, cfg.policy.n_head) == ("diffusion_plus_transformer", 32, 4)
+
+
 @pytest.fixture(scope="module")
 def cli_results(tmp_path_factory):
     missing = tmp_path_factory.mktemp("nodata") / "absent"
-    return _train_each(CASES, lambda case: (CASES[case][0], missing, CASES[case][1]))
+    return _train_each(CLI_CASES, lambda case: (CASES[case][0], missing, CASES[case][1]))
 
 
 def _train_each(cases, setup):
@@ -59,7 +87,7 @@ def _shown(result, expected: list[str]) -> str:
     return shown
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", CLI_CASES)
 def test_lerobot_train_shows_the_reason(case, cli_results):
     shown = _shown(cli_results[case], CASES[case][2])
     # It failed while parsing the config, before looking for the (absent) dataset.
@@ -101,17 +129,34 @@ def _write_dataset(root, features, frames=12):
 
 
 @pytest.fixture(scope="module")
-def dataset_results(tmp_path_factory):
+def bad_datasets(tmp_path_factory):
     base = tmp_path_factory.mktemp("bad_datasets")
     for case, (features, _, _) in DATASET_CASES.items():
         _write_dataset(base / case, features)
-
-    return _train_each(DATASET_CASES, lambda case: ("diffusion_plus", base / case, DATASET_CASES[case][1]))
+    return base
 
 
 @pytest.mark.parametrize("case", sorted(DATASET_CASES))
-def test_lerobot_train_names_dataset_feature_problems(case, dataset_results):
-    shown = _shown(dataset_results[case], DATASET_CASES[case][2])
+def test_make_policy_names_dataset_feature_problems(case, bad_datasets):
+    """LeRobot's factory (what lerobot-train calls) on the dataset's metadata refuses before building a model."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+    from lerobot.policies.factory import make_policy
+
+    from lerobot_policy_diffusion_plus.errors import ConfigError
+
+    _, flags, expected = DATASET_CASES[case]
+    cfg = _parse_train_flags("diffusion_plus", flags).policy
+    with pytest.raises(ConfigError) as info:
+        make_policy(cfg, ds_meta=LeRobotDatasetMetadata("local/bad", root=bad_datasets / case))
+    for text in expected:
+        assert text in str(info.value), f"{text!r} not in {info.value}"
+
+
+def test_lerobot_train_names_a_dataset_feature_problem(bad_datasets):
+    """One of the cases above through the real lerobot-train: it stops before the model is built."""
+    case = "cameras_differ"
+    result = _train_each([case], lambda c: ("diffusion_plus", bad_datasets / c, DATASET_CASES[c][1]))[case]
+    shown = _shown(result, DATASET_CASES[case][2])
     assert "Creating optimizer" not in shown, "it failed before the model was built"
 
 
