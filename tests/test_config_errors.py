@@ -35,8 +35,8 @@ CLI_CASES = ["horizon_not_divisible", "heads_do_not_divide"]
 
 
 def _parse_train_flags(policy_type: str, flags: list[str]):
-    """Parse like lerobot-train does (draccus on LeRobot's TrainPipelineConfig, policy picked by
-    --policy.type through the plugin's registration), without the ~30 s of a console script's start-up."""
+    """Parse like lerobot-train does (draccus on LeRobot's TrainPipelineConfig, the policy class picked by
+    --policy.type among the registered ones), without the ~30 s of a console script's start-up."""
     import draccus
     from lerobot.configs.train import TrainPipelineConfig
 
@@ -46,9 +46,15 @@ def _parse_train_flags(policy_type: str, flags: list[str]):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_parsing_the_train_flags_names_the_field_and_allowed_values(case):
+    from draccus.utils import DecodingError
+
+    from lerobot_policy_diffusion_plus.errors import ConfigError
+
     policy_type, flags, expected = CASES[case]
-    with pytest.raises(Exception) as info:
+    with pytest.raises(DecodingError) as info:
         _parse_train_flags(policy_type, flags)
+    assert isinstance(info.value.__cause__, ConfigError), repr(info.value.__cause__)
+    # str(DecodingError) is what lerobot-train prints after "error:".
     for text in expected:
         assert text in str(info.value), f"{text!r} not in {info.value}"
 
