@@ -54,9 +54,7 @@ def test_parsing_the_train_flags_names_the_field_and_allowed_values(case):
     with pytest.raises(DecodingError) as info:
         _parse_train_flags(policy_type, flags)
     assert isinstance(info.value.__cause__, ConfigError), repr(info.value.__cause__)
-    # str(DecodingError) is what lerobot-train prints after "error:".
-    for text in expected:
-        assert text in str(info.value), f"{text!r} not in {info.value}"
+    _assert_names(str(info.value), expected)  # str(DecodingError) is what lerobot-train prints after "error:"
 
 
 def test_good_train_flags_parse():
@@ -85,11 +83,15 @@ def _train_each(cases, setup):
         return dict(pool.map(run, cases))
 
 
+def _assert_names(shown: str, expected: list[str]) -> None:
+    for text in expected:
+        assert text in shown, f"{text!r} not in:\n{shown[-2000:]}"
+
+
 def _shown(result, expected: list[str]) -> str:
     assert result.returncode != 0
     shown = result.stdout + result.stderr
-    for text in expected:
-        assert text in shown, f"{text!r} not in lerobot-train output:\n{shown[-2000:]}"
+    _assert_names(shown, expected)
     return shown
 
 
@@ -154,8 +156,7 @@ def test_make_policy_names_dataset_feature_problems(case, bad_datasets):
     cfg = _parse_train_flags("diffusion_plus", flags).policy
     with pytest.raises(ConfigError) as info:
         make_policy(cfg, ds_meta=LeRobotDatasetMetadata("local/bad", root=bad_datasets / case))
-    for text in expected:
-        assert text in str(info.value), f"{text!r} not in {info.value}"
+    _assert_names(str(info.value), expected)
 
 
 def test_lerobot_train_names_a_dataset_feature_problem(bad_datasets):
