@@ -69,8 +69,9 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         acp = samplers.make_alphas_cumprod(
             config.beta_schedule, config.num_train_timesteps, config.beta_start, config.beta_end
         )
-        # Saved with the weights so that loading with a different schedule, horizon or target is an error
-        # instead of silently wrong actions (only the sampler and its step count may change at load time).
+        # Saved with the weights so that loading with a different schedule, horizon, history or target is an
+        # error instead of silently wrong actions (inference-only settings such as the sampler, its step
+        # count or n_action_steps may still change at load time).
         self.register_buffer("alphas_cumprod", acp)
         self.register_buffer("trained_settings", _trained_settings(config))
         # Training noise comes from a generator seeded per step from these two saved numbers, not from the
@@ -272,8 +273,9 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
             saved, wanted = state.get(key), expected[key].cpu()
             if saved is not None and (saved.shape != wanted.shape or not torch.allclose(saved, wanted, atol=1e-7)):
                 raise CheckpointError(
-                    f"{model_file} was trained with other {fields} than this config asks for; only "
-                    "noise_scheduler_type and num_inference_steps may change at load time"
+                    f"{model_file} was trained with other {fields} than this config asks for; set these "
+                    "as in training (inference-only settings such as noise_scheduler_type, "
+                    "num_inference_steps or n_action_steps may change at load time)"
                 )
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))

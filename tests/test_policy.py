@@ -316,14 +316,16 @@ def test_cross_attention_hides_later_observations_in_causal_mode():
         ("--horizon=24", "horizon"),
         ("--prediction_type=sample", "prediction_type"),
         ("--num_train_timesteps=50", "num_train_timesteps"),
+        ("--n_obs_steps=3", "n_obs_steps"),
     ],
 )
 def test_load_time_overrides_that_change_the_model_are_refused(tmp_path, override, settings):
     from lerobot_policy_diffusion_plus.modeling_diffusion_plus import DiffusionPlusPolicy
 
     make_policy(make_config("diffusion_plus")).save_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match=settings):
+    with pytest.raises(CheckpointError, match=settings) as info:
         DiffusionPlusPolicy.from_pretrained(tmp_path, cli_overrides=[override])
+    assert "n_action_steps may change at load time" in str(info.value)  # and says what may change
 
 
 def test_use_ema_false_at_load_time_acts_with_the_live_weights(tmp_path):
