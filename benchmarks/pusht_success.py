@@ -4,6 +4,7 @@ act, trained with lerobot-train on the 206 human demos (keypoints) and evaluated
     python benchmarks/pusht_success.py --workdir runs/pusht_success [--steps 20000] [--train-seeds 1000]
         [--policies diffusion_plus diffusion_plus_transformer diffusion act] [--eval-at 5000 10000 20000]
         [--eval-episodes 50] [--eval-seed 100000] [--down-dims 64 128 256] [--act-flags "..."]
+        [--diffusion-flags "..."]
         [--n-action-steps N] [--dry-run]
     python benchmarks/pusht_success.py --merge WORK/gpu_rows.json     # rows of benchmarks/gpu_pusht.sh
 
@@ -94,9 +95,11 @@ def train_cmd(policy: str, seed: int, args, data: Path, out: Path, resume: bool)
     ]
     if policy in ("diffusion_plus", "diffusion"):  # the same U-Net size for both; the transformer keeps its own
         cmd.append(f"--policy.down_dims=[{','.join(map(str, args.down_dims))}]")
-    if policy == "act":
-        cmd += shlex.split(args.act_flags)
-    return cmd
+    return cmd + shlex.split(extra_flags(policy, args))
+
+
+def extra_flags(policy: str, args) -> str:
+    return {"act": args.act_flags, "diffusion": args.diffusion_flags}.get(policy, "")
 
 
 def eval_cmd(policy: str, checkpoint: Path, args, out: Path) -> list[str]:
@@ -129,6 +132,9 @@ def main() -> None:
     parser.add_argument("--down-dims", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--act-flags", default="", help="extra lerobot-train flags for act (default: LeRobot's "
                         "act defaults, 40M parameters with a 100-step chunk: slow on a CPU)")
+    parser.add_argument("--diffusion-flags", default="", help="extra lerobot-train flags for LeRobot's diffusion "
+                        "(e.g. the paper's horizons: \"--policy.horizon=16 --policy.n_action_steps=8\"); "
+                        "use a --workdir of its own, as its runs are named by policy and seed only")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--eval-seed", type=int, default=100000)
     parser.add_argument("--sampler", default="DDIM-10", help="sampler-steps for the diffusion policies at eval")
@@ -215,7 +221,7 @@ def main() -> None:
                     train_wall_s=train_time(first_ev),
                     down_dims=config.get("down_dims"),  # None for act and the transformer
                     n_action_steps=args.n_action_steps or config["n_action_steps"],
-                    extra_flags=args.act_flags if policy == "act" else "", streaming=args.streaming,
+                    extra_flags=extra_flags(policy, args), streaming=args.streaming,
                     device=device_name(args.device), obs="keypoints",
                     episodes=json.loads((data / "meta/info.json").read_text())["total_episodes"]))
                 print(f"  {policy:27s} seed {seed} step {stop_at:6d}: {overall['pc_success']:5.1f}% success, "
@@ -260,9 +266,10 @@ def device_name(device: str) -> str:
 
 def record(results: Path, row: dict) -> None:
     """Add one row to the results file, replacing the row of the same run and evaluation: policy, seed, step,
-    budget, batch, U-Net size, device, observation and actions per chunk (rows of benchmarks/gpu_pusht.sh share
-    the file)."""
-    key = ("policy", "seed", "steps", "of_steps", "batch_size", "down_dims", "device", "obs", "n_action_steps")
+    budget, batch, U-Net size, device, observation, actions per chunk and extra training flags (rows of
+    benchmarks/gpu_pusht.sh share the file)."""
+    key = ("policy", "seed", "steps", "of_steps", "batch_size", "down_dims", "device", "obs", "n_action_steps",
+           "extra_flags")
     old = json.loads(results.read_text()) if results.exists() else []
     kept = [r for r in old if tuple(r.get(k) for k in key) != tuple(row.get(k) for k in key)]
     results.parent.mkdir(parents=True, exist_ok=True)

@@ -169,6 +169,23 @@ def test_pusht_success_rows_replace_only_the_same_run(tmp_path, monkeypatch):
     record(results, {**row, "pc_success": 2.0})
     rows = json.loads(results.read_text())
     assert sorted((r["device"], r["pc_success"]) for r in rows) == [("NVIDIA H200", 4.0), ("cpu", 2.0)]
+    # A run with other training flags (LeRobot's diffusion at the paper's horizons) is another run.
+    record(results, {**row, "extra_flags": "--policy.horizon=16", "pc_success": 6.0})
+    assert len(json.loads(results.read_text())) == 3
+
+
+def test_pusht_success_passes_extra_flags_to_their_policy_only(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/pusht_success.py"), "--workdir", str(tmp_path), "--dry-run",
+         "--eval-at", "20000", "--diffusion-flags", "--policy.horizon=16 --policy.n_action_steps=8",
+         "--act-flags=--policy.chunk_size=16"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    trains = {c.split("--policy.type=")[1].split()[0]: c for c in out.splitlines() if "lerobot-train" in c}
+    assert trains["diffusion"].endswith("--policy.horizon=16 --policy.n_action_steps=8")
+    assert trains["act"].endswith("--policy.chunk_size=16")
+    assert not any("horizon" in trains[p] or "chunk_size" in trains[p] for p in ("diffusion_plus",
+                                                                                  "diffusion_plus_transformer"))
 
 
 STUB_TRAIN = """#!/usr/bin/env bash
