@@ -6,6 +6,11 @@ Samplers LeRobot's diffusion lacks (DPM++2M) are compared with our own U-Net at 
     python benchmarks/latency.py [--sizes small large] [--samplers DDIM-10 DDPM-100 DPM++2M-4] [--repeats 20]
                                  [--device cpu] [--threads N] [--json out.json]
                                  [--plot out.png [--plot-steps 1 2 4 10 25 50 100]]
+    python benchmarks/latency.py --cameras [--sizes small] [--repeats 10]   # SO-100, two 640x480 cameras
+
+--cameras measures an SO-100 policy (6 joints, two 480x640 cameras) instead: both at the same working
+resolution (240x320, crop 216x288), U-Net, horizon 16, 2 observations and DDIM-10, then each at its own
+defaults (LeRobot's without downloaded weights, which change nothing in the compute).
 
 --plot draws median chunk latency against the number of DDIM denoising steps for each policy (small U-Net).
 """
@@ -45,9 +50,55 @@ def build(policy_type: str, size: str, sampler: str, steps: int, device: str):
     return policy
 
 
-def chunk_latency(policy, device: str) -> float:
-    obs = {"observation.state": torch.randn(1, 2, device=device),
-           "observation.environment_state": torch.randn(1, 16, device=device)}
+SO100 = {
+    "observation.state": PolicyFeature(FeatureType.STATE, (6,)),
+    "observation.images.front": PolicyFeature(FeatureType.VISUAL, (3, 480, 640)),
+    "observation.images.wrist": PolicyFeature(FeatureType.VISUAL, (3, 480, 640)),
+}
+
+
+def build_camera_policy(policy_type: str, size: str | None, device: str):
+    """SO-100 policy; size None: the type's own defaults, else equal settings at that U-Net size."""
+    common = dict(device=device, input_features=dict(SO100),
+                  output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
+                  noise_scheduler_type="DDIM", num_inference_steps=10)
+    if policy_type == "diffusion":
+        common["pretrained_backbone_weights"] = None  # no download; the same network either way
+    if size is not None:
+        common.update(down_dims=tuple(SIZES[size]), n_obs_steps=2, horizon=16, n_action_steps=8,
+                      resize_shape=(240, 320), crop_ratio=0.9, crop_shape=None, use_group_norm=True,
+                      use_separate_rgb_encoder_per_camera=False)
+    config = make_policy_config(policy_type, **common)
+    return get_policy_class(policy_type)(config).to(device).eval()
+
+
+def measure_cameras(sizes, repeats, device):
+    rows = []
+    for size in [*sizes, None]:
+        entries = ["diffusion", "diffusion_plus"]
+        policies = {e: build_camera_policy(e, size, device) for e in entries}
+        obs = {k: torch.rand(1, *ft.shape, device=device) for k, ft in SO100.items()}
+        times = {e: [] for e in entries}
+        for e in entries:
+            for _ in range(2):
+                chunk_latency(policies[e], device, obs)
+        for _ in range(repeats):
+            for e in entries:
+                times[e].append(chunk_latency(policies[e], device, obs))
+        base = statistics.median(times["diffusion"])
+        label = f"equal settings, U-Net {size}" if size else "each at its own defaults"
+        for e in entries:
+            med = statistics.median(times[e])
+            params = sum(p.numel() for p in policies[e].parameters())
+            rows.append({"policy": e, "settings": label, "params_M": round(params / 1e6, 2),
+                         "median_ms": round(med * 1e3, 1), "ratio_vs_diffusion": round(med / base, 3)})
+            print(f"{label:28s} {e:15s} {params / 1e6:6.1f}M {med * 1e3:9.1f} ms  x{med / base:.3f} of diffusion")
+    return rows
+
+
+def chunk_latency(policy, device: str, obs: dict | None = None) -> float:
+    obs = obs or {"observation.state": torch.randn(1, 2, device=device),
+                  "observation.environment_state": torch.randn(1, 16, device=device)}
     policy.reset()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -123,12 +174,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--plot", default=None, help="also write a PNG of latency against DDIM steps")
     parser.add_argument("--plot-steps", type=int, nargs="+", default=[1, 2, 4, 10, 25, 50, 100])
+    parser.add_argument("--cameras", action="store_true", help="SO-100 with two 640x480 cameras (see above)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, device {args.device}")
-    rows = measure(args.sizes, args.samplers, args.repeats, args.device)
+    if args.cameras:
+        rows = measure_cameras(args.sizes, args.repeats, args.device)
+    else:
+        rows = measure(args.sizes, args.samplers, args.repeats, args.device)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "device": args.device, "rows": rows}, f, indent=1)

@@ -20,6 +20,32 @@ from .errors import ConfigError, check_choice
 from .samplers import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
 
 VISION_BACKBONES = ("resnet18", "resnet34", "resnet50")
+# The ResNet trunk halves the image five times; its spatial softmax needs at least this many cells per side
+# (below 3x3 the keypoints barely move with the image; at 1x1 they are constant).
+MIN_FEATURE_MAP = 3
+MAX_IMAGE_SIDE = 2048
+# Automatic working size: at most this many pixels (the paper's real-robot 240x320), aspect ratio kept.
+AUTO_WORKING_AREA = 240 * 320
+# Upper bounds (inclusive) checked at parse time; far beyond the paper's settings, well short of a hang.
+LIMITS = {
+    "num_train_timesteps": 1000, "num_inference_steps": 1000, "horizon": 512, "n_obs_steps": 32,
+    "n_action_steps": 512, "spatial_softmax_num_keypoints": 512, "down_dims": 4096, "kernel_size": 15,
+    "diffusion_step_embed_dim": 2048, "n_layer": 48, "n_head": 64, "n_emb": 4096, "n_cond_layers": 48,
+}
+
+
+RTC_NEEDS_ONE_OBS = (
+    "1 for real-time chunking and async inference: LeRobot's RTC loop and policy server pass one observation "
+    "per chunk, not the consecutive frames this policy was trained on. Train with --policy.n_obs_steps=1 for "
+    "them, or run this checkpoint with --inference.type=sync"
+)
+
+
+def resnet_feature_size(side: int) -> int:
+    """Feature map side of a torchvision ResNet trunk (five stride-2 stages, each rounding up) for an input side."""
+    for _ in range(5):
+        side = (side + 1) // 2
+    return side
 
 
 @dataclass
@@ -46,17 +72,32 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
         }
     )
 
-    # Observation encoder (images). No downloaded weights by default: train from scratch, as the paper.
+    # Observation encoder (images). Each camera goes through a ResNet trunk and a spatial softmax.
     vision_backbone: str = "resnet18"
+    # None: train the backbone from scratch (the paper). A torchvision weights name such as
+    # "ResNet18_Weights.IMAGENET1K_V1" (downloaded once, only when training starts from it) or the path of a
+    # local state-dict file (.pth/.pt/.safetensors) starts from pretrained weights; their BatchNorm layers are
+    # then kept with frozen statistics (as LeRobot's `act`), so the EMA copy and the trained weights agree.
+    # Loading a checkpoint never reads or downloads these weights: the checkpoint holds them.
     pretrained_backbone_weights: str | None = None
+    # Replace BatchNorm with GroupNorm in a backbone trained from scratch (batch statistics and an EMA of the
+    # weights do not mix). Ignored with pretrained_backbone_weights (frozen BatchNorm, see above).
     use_group_norm: bool = True
     spatial_softmax_num_keypoints: int = 32
-    crop_shape: tuple[int, int] | None = (84, 84)
+    # Working size (H, W) every camera is resized to before cropping. None: the largest camera, scaled down
+    # (aspect kept) to at most 240x320 pixels of area, the paper's real-robot size: 640x480 -> 320x240, PushT's
+    # 96x96 unchanged. Cameras of other sizes are resized to the same working size.
+    resize_shape: tuple[int, int] | None = None
+    # Crop as a fraction of the working size (0.9: 81% of the frame's area, as the paper's 216x288 of 240x320),
+    # random in training and centred at inference. crop_shape, when set, is the crop in pixels of the working
+    # size instead (e.g. (84, 84) on PushT's 96x96, the paper's sim setting).
+    crop_ratio: float = 0.9
+    crop_shape: tuple[int, int] | None = None
     crop_is_random: bool = True
     use_separate_rgb_encoder_per_camera: bool = False
 
-    # Noise schedule and sampler. The sampler and step count may be changed at load time.
-    noise_scheduler_type: str = "DDPM"
+    # Noise schedule. Training always noises with this DDPM forward process (num_train_timesteps steps of
+    # beta_schedule); these fields are part of the trained model and must match it at load time.
     num_train_timesteps: int = 100
     beta_schedule: str = "squaredcos_cap_v2"
     beta_start: float = 0.0001
@@ -64,7 +105,12 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     prediction_type: str = "epsilon"
     clip_sample: bool = True
     clip_sample_range: float = 1.0
-    num_inference_steps: int | None = None
+    # Sampler at inference: DDIM with 10 steps by default (the paper's real-robot fast path; on PushT not worse
+    # than DDPM-100, see BENCHMARKS.md). "DDPM" with num_inference_steps=None is the full 100-step chain,
+    # "DPM++2M" a second-order solver for 4-8 steps. Both may be changed at load time without retraining.
+    noise_scheduler_type: str = "DDIM"
+    num_inference_steps: int | None = 10
+    # Loss on padded actions past an episode's end is kept by default (the reference); true masks it.
     do_mask_loss_for_padding: bool = False
     # Inference fast path (U-Net): FiLM precomputed per chunk, convolutions as matmuls. Same outputs as
     # the eager modules to float tolerance; false runs the eager modules (e.g. to debug a custom layer).
@@ -94,6 +140,14 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
             self.drop_n_last_frames = max(0, self.horizon - self.n_obs_steps - 7)
         self._validate()
 
+    def __setattr__(self, name, value):
+        # lerobot-rollout --inference.type=rtc sets `rtc_config` on the loaded policy's config before it
+        # connects the robot. Its loop hands the policy one observation per chunk, so a history of
+        # n_obs_steps > 1 would hold frames a whole chunk apart, unlike training: refuse before the arm moves.
+        if name == "rtc_config" and value is not None and getattr(value, "enabled", True) and self.n_obs_steps > 1:
+            raise ConfigError("n_obs_steps", self.n_obs_steps, RTC_NEEDS_ONE_OBS)
+        super().__setattr__(name, value)
+
     # --- validation -------------------------------------------------------------------------------
     def _validate_optimizer(self) -> None:
         for name in ("optimizer_lr", "optimizer_eps", "optimizer_grad_clip_norm"):
@@ -104,6 +158,14 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
                 raise ConfigError(name, getattr(self, name), "a number >= 0")
         if len(self.optimizer_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.optimizer_betas):
             raise ConfigError("optimizer_betas", self.optimizer_betas, "two numbers in [0, 1)")
+
+    def _validate_limits(self) -> None:
+        # Upper bounds on what a config (e.g. a downloaded one) could set to hang a robot or exhaust memory.
+        for name, most in LIMITS.items():
+            value = getattr(self, name, None)
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            if any(v is not None and v > most for v in values):
+                raise ConfigError(name, value, f"at most {most} (a larger value would hang or exhaust memory)")
 
     def _validate(self) -> None:
         if self.n_obs_steps < 1:
@@ -142,8 +204,12 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
                 f"1..num_train_timesteps - 1 = {self.num_train_timesteps - 1} with noise_scheduler_type='DPM++2M' "
                 "(None means num_train_timesteps)",
             )
-        if self.crop_shape is not None and (len(self.crop_shape) != 2 or min(self.crop_shape) < 1):
-            raise ConfigError("crop_shape", self.crop_shape, "None or two positive integers (H, W)")
+        for name in ("crop_shape", "resize_shape"):
+            value = getattr(self, name)
+            if value is not None and (len(value) != 2 or not 1 <= min(value) <= max(value) <= MAX_IMAGE_SIDE):
+                raise ConfigError(name, value, f"None or two integers (H, W) in 1..{MAX_IMAGE_SIDE}")
+        if not 0.0 < self.crop_ratio <= 1.0:
+            raise ConfigError("crop_ratio", self.crop_ratio, "a fraction in (0, 1] (1: no crop)")
         if self.spatial_softmax_num_keypoints < 1:
             raise ConfigError("spatial_softmax_num_keypoints", self.spatial_softmax_num_keypoints, "an integer >= 1")
         self._validate_optimizer()
@@ -161,11 +227,7 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
             raise ConfigError(
                 "clip_sample", self.clip_sample, f"false when ACTION normalisation is {action_norm} (not MIN_MAX)"
             )
-        if self.pretrained_backbone_weights and self.use_group_norm:
-            raise ConfigError(
-                "use_group_norm", self.use_group_norm,
-                "false with pretrained_backbone_weights (GroupNorm would discard the pretrained BatchNorm layers)",
-            )
+        self._validate_limits()
 
     def validate_features(self) -> None:
         """Checks that need the dataset's features; LeRobot fills them in before building the policy."""
@@ -178,16 +240,45 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
                 list(self.input_features or {}),
                 "at least one of observation.state, observation.environment_state, observation.image(s)",
             )
-        shapes = {key: tuple(ft.shape) for key, ft in self.image_features.items()}
-        if len(set(shapes.values())) > 1:
-            raise ConfigError("input_features", shapes, "cameras that all have the same (C, H, W)")
-        for key, shape in shapes.items():
-            if self.crop_shape is not None and (
-                self.crop_shape[0] > shape[1] or self.crop_shape[1] > shape[2]
-            ):
-                raise ConfigError(
-                    "crop_shape", self.crop_shape, f"at most the image size {tuple(shape[1:])} of '{key}'"
-                )
+        if not self.image_features:
+            return
+        channels = {key: ft.shape[0] for key, ft in self.image_features.items()}
+        if len(set(channels.values())) > 1:
+            raise ConfigError("input_features", channels, "cameras with the same number of channels")
+        crop, field = self.image_crop_shape, "crop_shape" if self.crop_shape else "crop_ratio"
+        working = self.image_working_shape
+        if self.crop_shape is not None and (crop[0] > working[0] or crop[1] > working[1]):
+            raise ConfigError("crop_shape", self.crop_shape, f"at most the working image size {working}")
+        fmap = tuple(resnet_feature_size(side) for side in crop)
+        if min(fmap) < MIN_FEATURE_MAP:
+            value = self.crop_shape if self.crop_shape else self.crop_ratio
+            raise ConfigError(
+                field, value,
+                f"a crop that leaves the ResNet a feature map of at least {MIN_FEATURE_MAP}x{MIN_FEATURE_MAP}: "
+                f"crop {crop} of working size {working} gives {fmap[0]}x{fmap[1]} (raise crop_ratio/crop_shape "
+                f"or resize_shape; a side of at least {32 * (MIN_FEATURE_MAP - 1) + 1} px is needed)",
+            )
+
+    @property
+    def image_working_shape(self) -> tuple[int, int] | None:
+        """(H, W) every camera is resized to; None without cameras."""
+        if not self.image_features:
+            return None
+        if self.resize_shape is not None:
+            return tuple(self.resize_shape)
+        h, w = max((tuple(ft.shape[1:]) for ft in self.image_features.values()), key=lambda hw: hw[0] * hw[1])
+        scale = min(1.0, (AUTO_WORKING_AREA / (h * w)) ** 0.5)
+        return max(1, round(h * scale)), max(1, round(w * scale))
+
+    @property
+    def image_crop_shape(self) -> tuple[int, int] | None:
+        """(H, W) of the crop taken from the working size."""
+        working = self.image_working_shape
+        if working is None:
+            return None
+        if self.crop_shape is not None:
+            return tuple(self.crop_shape)
+        return max(1, int(working[0] * self.crop_ratio)), max(1, int(working[1] * self.crop_ratio))
 
     # --- what LeRobot reads -------------------------------------------------------------------------
     @property

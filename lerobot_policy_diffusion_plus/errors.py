@@ -30,3 +30,7 @@ class ObservationError(ValueError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint that does not match its config, or a damaged weights file."""
+
+
+class ActionError(RuntimeError):
+    """A sampled action the policy refuses to return (NaN or Inf); the robot loop stops on it."""

@@ -5,23 +5,23 @@ denoiser is picked from `config.denoiser_type`. The network is `model` (observat
 `ema` holds its moving average, which produces every action the policy returns when enabled.
 """
 
-from __future__ import annotations
-
+# No postponed annotations here: LeRobot's own policy tests read `__init__`'s `config` annotation as a class.
+import logging
+import time
 from collections import deque
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from lerobot.configs import NormalizationMode
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION
 
-from . import rtc, samplers
+from . import checkpoint, rtc, samplers
 from .configuration_diffusion_plus import (
+    RTC_NEEDS_ONE_OBS,
     DiffusionPlusBaseConfig,
     DiffusionPlusConfig,
     DiffusionPlusTransformerConfig,
@@ -29,9 +29,11 @@ from .configuration_diffusion_plus import (
 from .denoiser_transformer import DecoderBlock, TransformerDenoiser
 from .denoiser_unet import FiLMResidualBlock, UNet1dDenoiser
 from .ema import EMA
-from .errors import CheckpointError, ObservationError
-from .obs_encoder import ObservationEncoder
+from .errors import ActionError, ObservationError
+from .obs_encoder import ObservationEncoder, building_from_checkpoint
+from .obs_history import ObservationHistory
 
+logger = logging.getLogger(__name__)
 DENOISERS = {"unet": UNet1dDenoiser, "transformer": TransformerDenoiser}
 
 
@@ -74,6 +76,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         # count or n_action_steps may still change at load time).
         self.register_buffer("alphas_cumprod", acp)
         self.register_buffer("trained_settings", _trained_settings(config))
+        self.register_buffer("model_fields", checkpoint.encode(checkpoint.model_fields(config)))
         # Training noise comes from a generator seeded per step from these two saved numbers, not from the
         # global RNG: lerobot-train draws from the global RNG when it rebuilds its data iterator on resume,
         # which would otherwise shift every later noise sample and make a resumed run diverge.
@@ -126,8 +129,11 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
     # --- inference --------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget the observation history and queued actions (call on every env reset)."""
-        self._obs_history: deque[dict[str, Tensor]] = deque(maxlen=self.config.n_obs_steps)
-        self._action_queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
+        self._obs_history = ObservationHistory(self.config.n_obs_steps)
+        # No maxlen: a chunk is queued whole even if n_action_steps changed since the last reset.
+        self._action_queue: deque[Tensor] = deque()
+        self._last_rtc_call: float | None = None
+        self._last_starving_warning = float("-inf")
 
     @property
     def inference_model(self) -> DiffusionPlusModel:
@@ -138,7 +144,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         """One action (B, A); a new chunk is sampled when the queue of `n_action_steps` runs out."""
         self._push_observation(batch)
         if not self._action_queue:
-            chunk = self._sample_chunk(self._history(), noise)
+            chunk = self._sample_chunk(self._history_features(), noise)
             self._action_queue.extend(chunk.unbind(1))
         return self._action_queue.popleft()
 
@@ -157,8 +163,9 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
     ) -> Tensor:
         """The `n_action_steps` normalised actions (B, n_action_steps, A) to execute from the current step.
 
-        A batch whose observations carry a time axis (B, n_obs_steps, ...) is used as it is; one without
-        is the current observation and joins the policy's history first, as in `select_action`.
+        A batch whose observations carry a time axis (B, n_obs_steps, ...) is used as it is. One without is
+        the current observation; it is accepted only with n_obs_steps=1, since a caller that asks once per
+        chunk (LeRobot's RTC loop and policy server) cannot supply consecutive frames.
         Real-time chunking (LeRobot's RTC loop): `prev_chunk_left_over` (T, A) or (B, T, A) is what is left
         of the previous returned chunk, normalised, its row i planned for the same step as returned row i;
         the first `inference_delay` returned actions equal it and the rest of the overlap is guided toward
@@ -168,10 +175,38 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
             obs = {k: batch[k] for k in self.model.obs_encoder.input_keys}
             self._check_finite(obs)
             self._check_image_shapes(obs)
+            features = self.inference_model.obs_encoder(obs)
         else:
+            if self.config.n_obs_steps > 1:
+                raise ObservationError(f"n_obs_steps={self.config.n_obs_steps} must be {RTC_NEEDS_ONE_OBS}")
             self._push_observation(batch)
-            obs = self._history()
-        return self._sample_chunk(obs, noise, guide_x0=self._rtc_guide(inference_delay, prev_chunk_left_over))
+            features = self._history_features()
+        if inference_delay is not None:
+            self._warn_if_starving(int(inference_delay))
+        return self._sample_chunk(features, noise, guide_x0=self._rtc_guide(inference_delay, prev_chunk_left_over))
+
+    def _warn_if_starving(self, delay: int) -> None:
+        """Say so when RTC drops more of each chunk than the robot can wait for (at most every 10 s).
+
+        LeRobot's RTC loop asks for chunks back to back and drops the first `delay` = ceil(latency x fps)
+        actions of each; the rest must last until the next chunk, `delay` ticks later. It logs nothing
+        when they do not: the arm just stops."""
+        now = time.perf_counter()
+        interval, self._last_rtc_call = (now - self._last_rtc_call if self._last_rtc_call else None), now
+        n = self.config.n_action_steps
+        if n - delay >= delay or now - self._last_starving_warning < 10.0:
+            return
+        self._last_starving_warning = now
+        timing = f"{1000 * interval:.0f} ms between chunks, about {delay / interval:.0f} fps" if interval else "first chunk"
+        most = self.config.horizon - self.config.n_obs_steps + 1
+        logger.warning(
+            "real-time chunking cannot keep up: inference takes %d control ticks (%s) but a chunk carries "
+            "n_action_steps=%d actions, %d of them after the delay, so the robot waits about %d ticks per chunk%s. "
+            "Raise --policy.n_action_steps (at most %d), lower --fps, or make inference faster "
+            "(fewer --policy.num_inference_steps, a smaller --policy.resize_shape, a smaller model, a GPU).",
+            delay, timing, n, max(n - delay, 0), delay - max(n - delay, 0),
+            " (nothing of this chunk is executed)" if delay >= n else "", most,
+        )
 
     def _rtc_guide(self, inference_delay: int | None, prev: Tensor | None):
         cfg = self.config
@@ -186,10 +221,9 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
             max_overlap=rtc_config.execution_horizon if rtc_config else None,
         )
 
-    def _sample_chunk(self, obs: dict[str, Tensor], noise: Tensor | None, guide_x0=None) -> Tensor:
+    def _sample_chunk(self, features: Tensor, noise: Tensor | None, guide_x0=None) -> Tensor:
         cfg = self.config
         net = self.inference_model
-        features = net.obs_encoder(obs)
         B = features.shape[0]
         shape = (B, cfg.horizon, cfg.action_feature.shape[0])
         if noise is None:
@@ -202,6 +236,9 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         actions = samplers.denoise(denoiser, noise, table, cfg.prediction_type, clip, guide_x0=guide_x0)
         start = cfg.n_obs_steps - 1
         actions = actions[:, start : start + cfg.n_action_steps]
+        if not torch.isfinite(actions).all():
+            # clamp keeps NaN: stop here so that the robot loop stops instead of sending it.
+            raise ActionError("the sampled action chunk contains NaN or Inf; refusing to return it")
         if cfg.clamp_actions and cfg.normalization_mapping.get("ACTION") is NormalizationMode.MIN_MAX:
             # [-1, 1] is exactly the range of actions seen in training under min/max normalisation.
             actions = actions.clamp(-1.0, 1.0)
@@ -247,51 +284,23 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         obs = {k: batch[k] for k in self.model.obs_encoder.input_keys}
         self._check_finite(obs)
         self._check_image_shapes(obs)
-        if not self._obs_history:
-            # First step after reset: repeat the observation to fill the history, as the reference.
-            self._obs_history.extend([obs] * self.config.n_obs_steps)
-        else:
-            self._obs_history.append(obs)
+        self._obs_history.push(obs)
 
-    def _history(self) -> dict[str, Tensor]:
-        return {k: torch.stack([o[k] for o in self._obs_history], dim=1) for k in self._obs_history[0]}
+    def _history_features(self) -> Tensor:
+        return self._obs_history.features(self.inference_model.obs_encoder.encode_frame)
 
     # --- loading --------------------------------------------------------------------------------------
     @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # The checkpoint holds the backbone's weights: never read or download pretrained_backbone_weights.
+        with building_from_checkpoint():
+            return super().from_pretrained(*args, **kwargs)
+
+    @classmethod
     def _load_as_safetensor(cls, model, model_file: str, map_location: str, strict: bool):
-        """Load weights strictly: a mismatch or a damaged file is an error, never a half-loaded policy."""
-        try:
-            # On the CPU: from_pretrained moves the policy to its device afterwards (per rank under DDP).
-            state = load_file(model_file, device="cpu")
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"cannot read weights {model_file}: truncated or corrupted ({e})") from e
-        if model.ema is None:  # --policy.use_ema=false on an EMA checkpoint: act with the live weights
-            state = {k: v for k, v in state.items() if not k.startswith("ema.")}
-        expected = model.state_dict()
-        for key, fields in (("alphas_cumprod", "beta_schedule, beta_start, beta_end, num_train_timesteps"),
-                            ("trained_settings", "horizon, n_obs_steps, prediction_type")):
-            saved, wanted = state.get(key), expected[key].cpu()
-            if saved is not None and (saved.shape != wanted.shape or not torch.allclose(saved, wanted, atol=1e-7)):
-                raise CheckpointError(
-                    f"{model_file} was trained with other {fields} than this config asks for; set these "
-                    "as in training (inference-only settings such as noise_scheduler_type, "
-                    "num_inference_steps or n_action_steps may change at load time)"
-                )
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        wrong_shape = [
-            f"{k}: checkpoint {tuple(state[k].shape)} vs config {tuple(v.shape)}"
-            for k, v in expected.items()
-            if k in state and state[k].shape != v.shape
-        ]
-        if missing or unexpected or wrong_shape:
-            raise CheckpointError(
-                f"weights in {model_file} do not match the policy config: "
-                f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, "
-                f"unexpected {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}, "
-                f"wrong shape {wrong_shape[:10]}"
-            )
-        model.load_state_dict(state, strict=True)
+        """Load weights strictly (see checkpoint.py): a mismatch is an error, never a half-loaded policy."""
+        # --policy.use_ema=false on an EMA checkpoint: act with the live weights.
+        checkpoint.load_strict(model, model_file, drop_prefix="ema." if model.ema is None else None)
         return model
 
 

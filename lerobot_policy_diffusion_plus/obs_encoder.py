@@ -1,19 +1,42 @@
 """Observation encoder: low-dim state, environment state and any number of cameras -> one feature per step.
 
-Cameras go through a ResNet trunk (torchvision's architecture, no downloaded weights unless asked) with
-BatchNorm replaced by GroupNorm, since batch statistics and an EMA of the weights do not mix, then a
-spatial softmax that turns each feature map into expected 2D keypoint positions. Images are randomly
-cropped per sample in training and centre-cropped in eval, as the paper.
+Every camera is resized to one working size (`config.image_working_shape`), cropped (randomly per sample in
+training, centred at inference, as the paper), and goes through a ResNet trunk and a spatial softmax that
+turns each feature map into expected 2D keypoint positions. Trained from scratch the trunk uses GroupNorm,
+since batch statistics and an EMA of the weights do not mix; started from pretrained weights it keeps their
+BatchNorm layers with frozen statistics instead (as LeRobot's `act`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import os
+from pathlib import Path
+
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from lerobot.configs import FeatureType
 from lerobot.utils.constants import OBS_STATE
+
+from .errors import ConfigError
+
+# True while a checkpoint is being loaded: the backbone is then built without its pretrained weights, which
+# the checkpoint's own weights replace (so loading never downloads or reads the original file).
+_FROM_CHECKPOINT = contextvars.ContextVar("diffusion_plus_from_checkpoint", default=False)
+
+
+@contextlib.contextmanager
+def building_from_checkpoint():
+    token = _FROM_CHECKPOINT.set(True)
+    try:
+        yield
+    finally:
+        _FROM_CHECKPOINT.reset(token)
 
 
 class SpatialSoftmax(nn.Module):
@@ -33,13 +56,15 @@ class SpatialSoftmax(nn.Module):
 
 
 def crop(images: Tensor, size: tuple[int, int], random: bool) -> Tensor:
-    """Crop (N, C, H, W) to `size`: an independent random window per image, or the centre."""
+    """Crop (N, C, H, W) to `size`: an independent random window per image, or the centre.
+
+    The centre is torchvision's `center_crop` (offsets rounded half to even), what the paper evaluated with."""
     N, _, H, W = images.shape
     h, w = size
     if (h, w) == (H, W):
         return images
     if not random:
-        top, left = (H - h) // 2, (W - w) // 2
+        top, left = int(round((H - h) / 2.0)), int(round((W - w) / 2.0))
         return images[:, :, top : top + h, left : left + w]
     top = torch.randint(0, H - h + 1, (N, 1), device=images.device)
     left = torch.randint(0, W - w + 1, (N, 1), device=images.device)
@@ -49,11 +74,62 @@ def crop(images: Tensor, size: tuple[int, int], random: bool) -> Tensor:
     return images.permute(0, 2, 3, 1)[n, rows, cols].permute(0, 3, 1, 2)
 
 
+def resize(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """(N, C, H, W) -> (N, C, *size), bilinear with antialiasing (torchvision's Resize on tensors)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
 def resnet_trunk(name: str, weights: str | None, use_group_norm: bool) -> nn.Module:
-    net = getattr(torchvision.models, name)(weights=weights)
-    if use_group_norm:
-        _replace_batchnorm(net)
-    return nn.Sequential(*list(net.children())[:-2])  # drop global pooling and the classifier
+    """The ResNet without global pooling and classifier; pretrained weights (frozen BatchNorm) when named."""
+    if weights:
+        net = getattr(torchvision.models, name)(weights=None, norm_layer=FrozenBatchNorm2d)
+        if not _FROM_CHECKPOINT.get():
+            net.load_state_dict(_pretrained_state(name, weights), strict=False)
+    else:
+        net = getattr(torchvision.models, name)(weights=None)
+        if use_group_norm:
+            _replace_batchnorm(net)
+    return nn.Sequential(*list(net.children())[:-2])
+
+
+def _pretrained_state(name: str, weights: str) -> dict[str, Tensor]:
+    """The trunk's state dict from a local file or a torchvision weights name; every trunk key must be there."""
+    path = Path(weights).expanduser()
+    if path.suffix in (".pth", ".pt", ".safetensors") or path.exists():
+        if not path.is_file():
+            raise ConfigError("pretrained_backbone_weights", weights, "an existing weights file")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        try:
+            enum = torchvision.models.get_weight(weights)
+        except (ValueError, AttributeError, KeyError) as e:
+            raise ConfigError(
+                "pretrained_backbone_weights", weights,
+                "a torchvision weights name such as 'ResNet18_Weights.IMAGENET1K_V1' or a .pth/.safetensors file",
+            ) from e
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+        if not cached.exists() and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+            raise ConfigError(
+                "pretrained_backbone_weights", weights,
+                f"weights available offline: {cached} is missing and HF_HUB_OFFLINE is set. Download them on a "
+                "machine with internet (or pass a local .pth file path)",
+            )
+        state = enum.get_state_dict(progress=False)
+    trunk = {k for k in getattr(torchvision.models, name)(weights=None).state_dict()
+             if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    missing = sorted(trunk - set(state))
+    if missing:
+        raise ConfigError(
+            "pretrained_backbone_weights", weights, f"a {name} state dict (missing {missing[:5]}...)"
+        )
+    return state
 
 
 def _replace_batchnorm(module: nn.Module) -> None:
@@ -65,24 +141,25 @@ def _replace_batchnorm(module: nn.Module) -> None:
 
 
 class RgbEncoder(nn.Module):
-    """(N, C, H, W) normalised images -> (N, 2 * num_keypoints) features."""
+    """(N, C, H, W) normalised images of any size -> (N, 2 * num_keypoints) features."""
 
-    def __init__(self, config, image_shape: tuple[int, int, int]):
+    def __init__(self, config, channels: int):
         super().__init__()
-        self.crop_shape = tuple(config.crop_shape) if config.crop_shape else tuple(image_shape[1:])
+        self.working_shape = tuple(config.image_working_shape)
+        self.crop_shape = tuple(config.image_crop_shape)
         self.crop_is_random = config.crop_is_random
         self.backbone = resnet_trunk(
             config.vision_backbone, config.pretrained_backbone_weights, config.use_group_norm
         )
         with torch.no_grad():
-            fmap = self.backbone(torch.zeros(1, image_shape[0], *self.crop_shape))
+            fmap = self.backbone(torch.zeros(1, channels, *self.crop_shape))
         k = config.spatial_softmax_num_keypoints
         self.pool = SpatialSoftmax(fmap.shape[1], fmap.shape[2], fmap.shape[3], k)
         self.out = nn.Sequential(nn.Linear(2 * k, 2 * k), nn.ReLU())
         self.feature_dim = 2 * k
 
     def forward(self, images: Tensor) -> Tensor:
-        images = crop(images, self.crop_shape, random=self.training and self.crop_is_random)
+        images = crop(resize(images, self.working_shape), self.crop_shape, self.training and self.crop_is_random)
         return self.out(self.pool(self.backbone(images)).flatten(1))
 
 
@@ -100,9 +177,9 @@ class ObservationEncoder(nn.Module):
         dim = sum(features[k].shape[0] for k in self.vector_keys)
         self.separate = config.use_separate_rgb_encoder_per_camera
         if self.image_keys:
-            shape = tuple(config.image_features[self.image_keys[0]].shape)
+            channels = config.image_features[self.image_keys[0]].shape[0]
             n_enc = len(self.image_keys) if self.separate else 1
-            self.rgb = nn.ModuleList(RgbEncoder(config, shape) for _ in range(n_enc))
+            self.rgb = nn.ModuleList(RgbEncoder(config, channels) for _ in range(n_enc))
             dim += len(self.image_keys) * self.rgb[0].feature_dim
         self.feature_dim = dim
 
@@ -117,8 +194,13 @@ class ObservationEncoder(nn.Module):
             if self.separate:
                 feats = [enc(batch[k].flatten(0, 1)) for enc, k in zip(self.rgb, self.image_keys)]
             else:
-                # One shared trunk: run every camera in one batch, then split back per camera.
-                stacked = torch.cat([batch[k].flatten(0, 1) for k in self.image_keys])
+                # One shared trunk: every camera at the working size in one batch, then split back per camera.
+                size = self.rgb[0].working_shape
+                stacked = torch.cat([resize(batch[k].flatten(0, 1), size) for k in self.image_keys])
                 feats = self.rgb[0](stacked).chunk(len(self.image_keys))
             parts += [f.view(B, T, -1) for f in feats]
         return torch.cat(parts, dim=-1)
+
+    def encode_frame(self, obs: dict[str, Tensor]) -> Tensor:
+        """Features (B, feature_dim) of one time step (B, ...): what `forward` gives for that step."""
+        return self.forward({k: obs[k].unsqueeze(1) for k in self.input_keys})[:, 0]

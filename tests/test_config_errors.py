@@ -23,8 +23,9 @@ CASES = {
                              ["num_inference_steps=0", "1..num_train_timesteps=100"]),
     "too_many_inference_steps": ("diffusion_plus", ["--policy.num_inference_steps=101"],
                                  ["num_inference_steps=101", "1..num_train_timesteps=100"]),
-    "dpm_at_every_train_step": ("diffusion_plus", ["--policy.noise_scheduler_type=DPM++2M"],
-                                ["num_inference_steps=None", "1..num_train_timesteps - 1 = 99"]),
+    "dpm_at_every_train_step": ("diffusion_plus", ["--policy.noise_scheduler_type=DPM++2M",
+                                                   "--policy.num_inference_steps=100"],
+                                ["num_inference_steps=100", "1..num_train_timesteps - 1 = 99"]),
     "heads_do_not_divide": ("diffusion_plus_transformer", ["--policy.n_emb=30", "--policy.n_head=4"],
                             ["n_emb=30", "multiple of n_head=4"]),
 }
@@ -115,10 +116,11 @@ DATASET_CASES = {
     "no_observation": ({"action": _vector(2)}, [], ["input_features=[]", "at least one of observation.state"]),
     "no_action": ({"observation.state": _vector(2), "reward_like": _vector(1)}, [],
                   ["output_features=[]", "a feature named 'action'"]),
-    "cameras_differ": ({"observation.images.a": _camera(96), "observation.images.b": _camera(64), "action": _vector(2)},
-                       [], ["(3, 64, 64)", "cameras that all have the same (C, H, W)"]),
+    "camera_too_small": ({"observation.images.a": _camera(32), "action": _vector(2)},
+                         [], ["crop_ratio=0.9", "feature map of at least 3x3", "gives 1x1"]),
     "crop_larger_than_camera": ({"observation.image": _camera(96), "action": _vector(2)},
-                                ["--policy.crop_shape=[100,100]"], ["crop_shape=(100, 100)", "at most the image size (96, 96)"]),
+                                ["--policy.crop_shape=[100,100]"],
+                                ["crop_shape=(100, 100)", "at most the working image size (96, 96)"]),
 }
 
 
@@ -161,7 +163,7 @@ def test_make_policy_names_dataset_feature_problems(case, bad_datasets):
 
 def test_lerobot_train_names_a_dataset_feature_problem(bad_datasets):
     """One of the cases above through the real lerobot-train: it stops before the model is built."""
-    case = "cameras_differ"
+    case = "camera_too_small"
     result = _train_each([case], lambda c: ("diffusion_plus", bad_datasets / c, DATASET_CASES[c][1]))[case]
     shown = _shown(result, DATASET_CASES[case][2])
     assert "Creating optimizer" not in shown, "it failed before the model was built"

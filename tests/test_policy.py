@@ -227,14 +227,24 @@ def test_actions_are_clamped_to_the_trained_range():
     assert policy.predict_action_chunk(obs).abs().max() > 1.0
 
 
-def test_mismatched_checkpoint_names_the_keys(tmp_path):
-    make_policy(make_config("diffusion_plus", down_dims=(16, 32, 64))).save_pretrained(tmp_path)
+def test_mismatched_checkpoint_names_the_fields_and_keys(tmp_path):
+    from safetensors.torch import load_file, save_file
+
     from lerobot_policy_diffusion_plus.modeling_diffusion_plus import DiffusionPlusPolicy
 
+    make_policy(make_config("diffusion_plus", down_dims=(16, 32, 64))).save_pretrained(tmp_path)
     other = make_config("diffusion_plus", down_dims=(16, 32))
-    with pytest.raises(CheckpointError, match=r"model\.denoiser\.") as info:
+    with pytest.raises(CheckpointError, match=r"down_dims: trained \[16, 32, 64\], asked \[16, 32\]"):
         DiffusionPlusPolicy.from_pretrained(tmp_path, config=other)
-    assert "do not match" in str(info.value)
+    # A weights file that lost a tensor (same settings) names the key.
+    weights = tmp_path / "model.safetensors"
+    state = load_file(weights)
+    key = next(k for k in state if k.startswith("model.denoiser."))
+    del state[key]
+    save_file(state, weights)
+    with pytest.raises(CheckpointError, match=r"model\.denoiser\.") as info:
+        DiffusionPlusPolicy.from_pretrained(tmp_path)
+    assert "do not match" in str(info.value) and key in str(info.value)
 
 
 def test_corrupted_weights_fail_clearly(tmp_path):
@@ -363,7 +373,7 @@ def test_load_time_overrides_that_change_the_model_are_refused(tmp_path, overrid
     make_policy(make_config("diffusion_plus")).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match=settings) as info:
         DiffusionPlusPolicy.from_pretrained(tmp_path, cli_overrides=[override])
-    assert "n_action_steps may change at load time" in str(info.value)  # and says what may change
+    assert "n_action_steps" in str(info.value) and "may change at load time" in str(info.value)  # and what may
 
 
 def test_use_ema_false_at_load_time_acts_with_the_live_weights(tmp_path):
@@ -408,7 +418,8 @@ def test_camera_of_another_size_is_refused_at_inference():
         ({"clip_sample_range": 0.0}, "clip_sample_range"),
         ({"ema_inv_gamma": 0.0}, "ema_inv_gamma"),
         ({"diffusion_step_embed_dim": 7}, "diffusion_step_embed_dim"),
-        ({"pretrained_backbone_weights": "ResNet18_Weights.IMAGENET1K_V1"}, "use_group_norm"),
+        ({"num_train_timesteps": 1_000_000}, "num_train_timesteps"),
+        ({"crop_ratio": 1.5}, "crop_ratio"),
     ],
 )
 def test_more_bad_settings_are_named(overrides, field):
