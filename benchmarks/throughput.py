@@ -1,5 +1,7 @@
 """Training samples/s through a real `lerobot-train` run (data loading included) for diffusion_plus,
-diffusion_plus_transformer and LeRobot's `diffusion` at the same U-Net size, batch and dataset. Prints ratios.
+diffusion_plus_transformer and LeRobot's `diffusion` at equal settings: the same U-Net size, batch, dataset,
+horizon 16 and 2 observations (LeRobot's `diffusion` defaults to horizon 64, which alone halves its rate).
+`--also-defaults` adds a row of LeRobot's `diffusion` at its own horizon, labelled as such. Prints ratios.
 
     python benchmarks/throughput.py --dataset DIR [--steps 60] [--batch-size 64] [--down-dims 64 128 256]
                                     [--device cpu] [--threads 1] [--num-workers 1] [--json out.json]
@@ -24,15 +26,22 @@ from pathlib import Path
 TYPES = ["diffusion", "diffusion_plus", "diffusion_plus_transformer"]  # the first is the baseline
 
 
-def samples_per_s(policy_type: str, args, workdir: Path) -> float:
+# LeRobot's `diffusion` set to our horizons; its other differences (normalisation, crop) do not touch
+# the compute of a keypoint policy.
+EQUAL = ["--policy.horizon=16", "--policy.n_obs_steps=2", "--policy.n_action_steps=8"]
+
+
+def samples_per_s(policy_type: str, args, workdir: Path, own_defaults: bool = False) -> float:
     cmd = [
         str(Path(sys.executable).parent / "lerobot-train"), f"--policy.type={policy_type}",
         f"--policy.device={args.device}", "--policy.push_to_hub=false",
         "--dataset.repo_id=local/pusht", f"--dataset.root={args.dataset}", f"--steps={args.steps}",
         f"--batch_size={args.batch_size}", f"--num_workers={args.num_workers}", f"--save_freq={args.steps * 10}",
         "--save_checkpoint=false", "--env_eval_freq=0", f"--log_freq={args.log_freq}", "--seed=1000",
-        f"--output_dir={workdir / policy_type}",
+        f"--output_dir={workdir / (policy_type + ('_defaults' if own_defaults else ''))}",
     ]
+    if policy_type == "diffusion" and not own_defaults:
+        cmd += EQUAL
     if policy_type != "diffusion_plus_transformer":  # the transformer keeps its paper size
         cmd.append(f"--policy.down_dims=[{','.join(map(str, args.down_dims))}]")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
@@ -63,6 +72,8 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--policies", nargs="+", default=TYPES, choices=TYPES,
                         help="run order; ratios are against `diffusion` (run it too)")
+    parser.add_argument("--also-defaults", action="store_true",
+                        help="also run LeRobot's diffusion at its own defaults (horizon 64), labelled as such")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if "diffusion" not in args.policies:
@@ -71,12 +82,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for policy_type in args.policies:
             rate, update, data = samples_per_s(policy_type, args, Path(tmp))
-            rows.append({"policy": policy_type, "samples_per_s": round(rate, 1),
+            rows.append({"policy": policy_type, "settings": "equal (horizon 16)", "samples_per_s": round(rate, 1),
                          "update_s": round(update, 3), "data_s": round(data, 3)})
-    base = next(r["samples_per_s"] for r in rows if r["policy"] == "diffusion")
+        if args.also_defaults:
+            rate, update, data = samples_per_s("diffusion", args, Path(tmp), own_defaults=True)
+            rows.append({"policy": "diffusion", "settings": "its own defaults (horizon 64)",
+                         "samples_per_s": round(rate, 1), "update_s": round(update, 3), "data_s": round(data, 3)})
+    base = rows[[r["policy"] for r in rows].index("diffusion")]["samples_per_s"]
     for row in rows:
         row["ratio_vs_diffusion"] = round(row["samples_per_s"] / base, 3)
-        print(f"{row['policy']:27s} {row['samples_per_s']:8.1f} samples/s  x{row['ratio_vs_diffusion']:.3f}  "
+        print(f"{row['policy']:27s} {row['settings']:30s} {row['samples_per_s']:8.1f} samples/s  x{row['ratio_vs_diffusion']:.3f}  "
               f"(update {row['update_s']:.3f} s, data wait {row['data_s']:.3f} s per step)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))

@@ -4,7 +4,8 @@ latency and its fps with `lerobot-rollout` before touching an arm.
 It has the motor names and the observation/action features of LeRobot's `so100_follower` and accepts its
 config fields (`port`, `cameras`, `max_relative_target`, ...; those that only concern the bus are ignored).
 The joints go toward each commanded position (`tracking` = 1: the observation is the last command), a
-configured camera yields synthetic frames of its configured size (no device is opened), every received
+configured camera yields synthetic frames of its configured size (no device is opened: a coloured target
+blob moving over a gradient, as in `examples/so100/synthetic_dataset.py`), every received
 action can be written to `action_log` (JSON lines), and the measured loop rate is logged.
 """
 
@@ -60,7 +61,11 @@ class SO100Dryrun(Robot):
         self.cameras = dict(config.cameras)  # configs only: nothing to open
         self._connected = False
         self._position = dict.fromkeys(MOTORS, 0.0)
-        self._frames = {name: _pattern(cam.height, cam.width) for name, cam in config.cameras.items()}
+        # Precomputed per camera: the background, the blob's stamp and its track; a tick only copies and stamps.
+        self._scenes = {
+            name: _Scene(cam.height, cam.width, BLOB_COLOURS[k % len(BLOB_COLOURS)], seed=k)
+            for k, (name, cam) in enumerate(config.cameras.items())
+        }
         self._log = None
         self._times: list[float] = []
         self._last_report = 0.0
@@ -101,9 +106,9 @@ class SO100Dryrun(Robot):
     @check_if_not_connected
     def get_observation(self) -> dict:
         obs = {f"{m}.pos": v for m, v in self._position.items()}
-        # Shifting by the number of actions received makes consecutive frames differ, as a camera's would.
-        for name, frame in self._frames.items():
-            obs[name] = np.roll(frame, len(self._times), axis=1)
+        # The blob moves with the number of actions received, so consecutive frames differ as a camera's would.
+        for name, scene in self._scenes.items():
+            obs[name] = scene.frame(len(self._times))
         return obs
 
     @check_if_not_connected
@@ -156,3 +161,61 @@ def _pattern(height: int, width: int) -> np.ndarray:
     x = np.linspace(0, 255, width, dtype=np.float32)
     y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
     return np.stack(np.broadcast_arrays(x + 0 * y, y + 0 * x, (x + y) / 2), axis=-1).astype(np.uint8)
+
+
+# The target blob of the synthetic frames: one colour per camera, in the order the cameras are configured
+# (the first camera's is red, the second's green). None of them occurs in `_pattern`'s gradient, whose
+# blue channel is the mean of its red and green ones.
+BLOB_COLOURS = ((230, 40, 40), (40, 200, 60), (40, 80, 230))
+
+
+def blob_radius(height: int, width: int) -> int:
+    side = min(height, width)
+    return min(max(1, side // 12), (side - 1) // 2)  # 40 px at 480x640; the disc always fits
+
+
+def blob_stamp(radius: int) -> np.ndarray:
+    """(2r+1, 2r+1) boolean disc; symmetric about its centre, so its pixels' mean is the centre exactly."""
+    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    return x * x + y * y <= radius * radius
+
+
+def blob_track(frames: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """(frames, 2) integer blob centres (row, column): the target is put at a random place every 8 to 15
+    frames and drifts slowly in between; it stays wholly inside the image."""
+    r = blob_radius(height, width)
+    low, high = np.array([r, r]), np.array([height - 1 - r, width - 1 - r])
+    out = np.empty((frames, 2), dtype=np.int64)
+    i = 0
+    while i < frames:
+        n = int(rng.integers(8, 16))
+        start = rng.uniform(low, high)
+        drift = rng.uniform(-0.01, 0.01, size=2) * np.array([height, width])
+        out[i : i + n] = np.clip(np.rint(start + drift * np.arange(n)[:, None]), low, high)[: frames - i]
+        i += n
+    return out
+
+
+def draw_blob(background: np.ndarray, centre, colour, stamp: np.ndarray) -> np.ndarray:
+    """A copy of `background` (H, W, 3 uint8) with the disc `stamp` painted in `colour` at `centre`."""
+    out = background.copy()
+    r = stamp.shape[0] // 2
+    y, x = int(centre[0]), int(centre[1])
+    patch = out[y - r : y + r + 1, x - r : x + r + 1]
+    np.copyto(patch, np.asarray(colour, dtype=np.uint8), where=stamp[..., None])
+    return out
+
+
+class _Scene:
+    """One dry-run camera: a fixed blob track of CYCLE frames, replayed in a loop."""
+
+    CYCLE = 600
+
+    def __init__(self, height: int, width: int, colour, seed: int):
+        self.background = _pattern(height, width)
+        self.colour = np.asarray(colour, dtype=np.uint8)
+        self.stamp = blob_stamp(blob_radius(height, width))
+        self.track = blob_track(self.CYCLE, height, width, np.random.default_rng(seed))
+
+    def frame(self, tick: int) -> np.ndarray:
+        return draw_blob(self.background, self.track[tick % self.CYCLE], self.colour, self.stamp)

@@ -1,9 +1,13 @@
 """lerobot-rollout drives checkpoints trained by lerobot-train on the dry-run SO-100, sync and RTC.
 
+The data is examples/so100/synthetic_dataset.py's: two 480x640 cameras (`front`, `wrist`), as SO-100/Koch
+users record them, whose target blobs the pointing joints' actions follow. The policies are small (a tiny
+denoiser, the images resized to 96x128, 2 training steps of batch 2, one observation step as RTC needs).
 Each run lasts DURATION seconds at FPS; the dry-run robot logs every action it received and the measured
 loop rate. Tolerance: the mean rate stays within 15% of FPS on this 2-core machine with other work on it.
 """
 
+import io
 import json
 import math
 import re
@@ -11,16 +15,30 @@ import shlex
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from cli import SMALL_ARGS, run_cli, train_args
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "examples" / "so100"))
-from synthetic_dataset import write as write_dataset  # noqa: E402
+import synthetic_dataset  # noqa: E402
 
 FPS, DURATION, FPS_TOLERANCE = 10, 4, 0.15
-CAMERA = "{front: {type: opencv, index_or_path: 0, width: 32, height: 32, fps: 10}}"
+CAMERAS, HEIGHT, WIDTH = ("front", "wrist"), 480, 640
+CAMERA = (
+    "{front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 10}, "
+    "wrist: {type: opencv, index_or_path: 1, width: 640, height: 480, fps: 10}}"
+)
+# Small and quick: a tiny U-Net, the 480x640 frames resized to 96x128 (cropped to 90% of it), one observation
+# step (LeRobot's RTC loop gives the policy one observation per chunk), 2 steps of batch 2.
+TRAIN_FLAGS = ["--policy.resize_shape=[96,128]", "--policy.n_obs_steps=1", "--batch_size=2"]
+STEPS = 2
+# The smallest U-Net: with two cameras the ResNet already takes most of a 100 ms tick on this CPU.
+SMALL = {
+    **SMALL_ARGS,
+    "diffusion_plus": ["--policy.down_dims=[16,32,64]", "--policy.diffusion_step_embed_dim=16"],
+}
 GUIDE = ROOT / "examples" / "so100" / "README.md"
 
 
@@ -35,8 +53,9 @@ def rollout_args(model_dir, log, inference: str) -> list[str]:
         f"--robot.cameras={CAMERA}",
         f"--robot.action_log={log}",
         f"--inference.type={inference}",
-        # RTC: 8 actions per chunk (the guide's RTC commands), so a chunk may take up to 4 ticks to compute.
-        *(["--policy.n_action_steps=8"] if inference == "rtc" else []),
+        # 8 actions per chunk: in sync mode one tick in 8 computes a chunk; under RTC a chunk may take up to
+        # 4 ticks to compute before the robot waits.
+        "--policy.n_action_steps=8",
         f"--fps={FPS}",
         f"--duration={DURATION}",
         "--return_to_initial_position=false",
@@ -46,7 +65,8 @@ def rollout_args(model_dir, log, inference: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def so100_dataset(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("so100") / "data", episodes=3, frames=40)
+    root = tmp_path_factory.mktemp("so100") / "data"
+    return synthetic_dataset.write(root, episodes=3, frames=40, camera=CAMERAS, height=HEIGHT, width=WIDTH)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +77,8 @@ def checkpoints(so100_dataset, tmp_path_factory):
     def get(policy_type):
         if policy_type not in cache:
             out = tmp_path_factory.mktemp(policy_type) / "train"
-            args = train_args(policy_type, so100_dataset, out, 4, *SMALL_ARGS[policy_type], "--policy.crop_shape=[28,28]")
+            args = train_args(policy_type, so100_dataset, out, STEPS, *SMALL[policy_type], *TRAIN_FLAGS)
+            args = [a for a in args if a != "--batch_size=16"]  # TRAIN_FLAGS' batch size instead of train_args'
             result = run_cli("lerobot-train", *args)
             assert result.returncode == 0, result.stderr[-4000:]
             cache[policy_type] = out / "checkpoints" / "last" / "pretrained_model"
@@ -97,6 +118,79 @@ def test_rollout_on_dryrun_robot(policy_type, inference, checkpoints, so100_data
             value = action[name]
             assert math.isfinite(value)
             assert stats["min"][i] - 1e-3 <= value <= stats["max"][i] + 1e-3, (name, value)
+
+
+def _frames(dataset, name):
+    """(N, H, W, 3) uint8 frames of camera `name`, decoded from the dataset's PNG-in-parquet rows."""
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    path = dataset / "data" / "chunk-000" / "file-000.parquet"
+    cells = pq.read_table(path, columns=[f"observation.images.{name}"]).column(0).to_pylist()
+    return np.stack([np.asarray(Image.open(io.BytesIO(c["bytes"])).convert("RGB")) for c in cells])
+
+
+def _blob_centres(frames, colour, radius):
+    """(N, 2) (row, column) centres of the disc painted in `colour` in each frame; checks it is whole."""
+    mask = (frames == np.asarray(colour, dtype=np.uint8)).all(axis=-1)
+    area = int(synthetic_dataset.blob_stamp(radius).sum())
+    assert (mask.sum(axis=(1, 2)) == area).all(), "one whole target disc per frame"
+    rows, cols = np.arange(frames.shape[1]), np.arange(frames.shape[2])
+    return np.stack([(mask.sum(2) * rows).sum(1) / area, (mask.sum(1) * cols).sum(1) / area], axis=1)
+
+
+def test_dataset_actions_follow_the_camera_targets(so100_dataset):
+    """The pointing joints' actions are what the target blobs' positions in the images say, exactly, and the
+    targets move where the state (the previous command) cannot tell: the images are needed."""
+    import pyarrow.parquet as pq
+
+    sd = synthetic_dataset
+    table = pq.read_table(so100_dataset / "data" / "chunk-000" / "file-000.parquet").to_pydict()
+    action, state = np.array(table["action"]), np.array(table["observation.state"])
+    episode = np.array(table["episode_index"])
+    info = json.loads((so100_dataset / "meta" / "info.json").read_text())["features"]
+    assert [info[f"observation.images.{c}"]["shape"] for c in CAMERAS] == [[HEIGHT, WIDTH, 3]] * 2
+
+    radius = sd.blob_radius(HEIGHT, WIDTH)
+    front, wrist = (
+        _blob_centres(_frames(so100_dataset, c), sd.BLOB_COLOURS[k], radius) for k, c in enumerate(CAMERAS)
+    )
+    pan, flex = sd.pointing(front, wrist, HEIGHT, WIDTH)
+    np.testing.assert_allclose(action[:, sd.PAN], pan, atol=1e-3)
+    np.testing.assert_allclose(action[:, sd.FLEX], flex, atol=1e-3)
+
+    same_episode = episode[1:] == episode[:-1]
+    np.testing.assert_array_equal(state[1:][same_episode], action[:-1][same_episode])  # state = last command
+    # Where the target was put elsewhere, the command jumps: the state says the old place, only the image the new.
+    moved = (np.abs(action - state)[:, [sd.PAN, sd.FLEX]] > 5.0).any(axis=1)
+    assert all(moved[episode == e].sum() >= 2 for e in set(episode.tolist())), moved
+    # Both pointing joints span a good part of their range.
+    assert np.ptp(action[:, sd.PAN]) > 20 and np.ptp(action[:, sd.FLEX]) > 10
+
+
+def test_dryrun_frames_show_the_datasets_targets(tmp_path):
+    """The dry-run cameras draw the dataset's target: each camera its colour, one whole disc, moving."""
+    from lerobot.cameras.opencv import OpenCVCameraConfig
+    from lerobot.robots import make_robot_from_config
+
+    from lerobot_policy_diffusion_plus import SO100DryrunConfig
+
+    cams = {
+        c: OpenCVCameraConfig(index_or_path=k, width=WIDTH, height=HEIGHT, fps=30) for k, c in enumerate(CAMERAS)
+    }
+    robot = make_robot_from_config(SO100DryrunConfig(cameras=cams, calibration_dir=tmp_path))
+    robot.connect()
+    frames = {c: [] for c in CAMERAS}
+    for _ in range(30):
+        obs = robot.get_observation()
+        for c in CAMERAS:
+            frames[c].append(obs[c])
+        robot.send_action(dict.fromkeys(robot.action_features, 0.0))
+    robot.disconnect()
+    radius = synthetic_dataset.blob_radius(HEIGHT, WIDTH)
+    for k, c in enumerate(CAMERAS):
+        centres = _blob_centres(np.stack(frames[c]), synthetic_dataset.BLOB_COLOURS[k], radius)
+        assert len({tuple(x) for x in centres}) > 10, "the target moves"
 
 
 def test_guide_shows_the_tested_commands():
