@@ -89,7 +89,8 @@ def measure_cameras(sizes, repeats, device):
         label = f"equal settings, U-Net {size}" if size else "each at its own defaults"
         for e in entries:
             med = statistics.median(times[e])
-            params = sum(p.numel() for p in policies[e].parameters())
+            net = policies[e].model if hasattr(policies[e], "model") else policies[e].diffusion  # not the EMA copy
+            params = sum(p.numel() for p in net.parameters())
             rows.append({"policy": e, "settings": label, "params_M": round(params / 1e6, 2),
                          "median_ms": round(med * 1e3, 1), "ratio_vs_diffusion": round(med / base, 3)})
             print(f"{label:28s} {e:15s} {params / 1e6:6.1f}M {med * 1e3:9.1f} ms  x{med / base:.3f} of diffusion")

@@ -133,6 +133,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         # No maxlen: a chunk is queued whole even if n_action_steps changed since the last reset.
         self._action_queue: deque[Tensor] = deque()
         self._last_rtc_call: float | None = None
+        self._longest_rtc_gap = 0.0
         self._last_starving_warning = float("-inf")
 
     @property
@@ -192,12 +193,16 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         actions of each; the rest must last until the next chunk, `delay` ticks later. It logs nothing
         when they do not: the arm just stops."""
         now = time.perf_counter()
-        interval, self._last_rtc_call = (now - self._last_rtc_call if self._last_rtc_call else None), now
+        if self._last_rtc_call is not None:
+            # LeRobot sets delay = ceil(longest latency x fps): the longest gap between chunks gives the fps.
+            self._longest_rtc_gap = max(self._longest_rtc_gap, now - self._last_rtc_call)
+        self._last_rtc_call = now
         n = self.config.n_action_steps
         if n - delay >= delay or now - self._last_starving_warning < 10.0:
             return
         self._last_starving_warning = now
-        timing = f"{1000 * interval:.0f} ms between chunks, about {delay / interval:.0f} fps" if interval else "first chunk"
+        gap = self._longest_rtc_gap
+        timing = f"up to {1000 * gap:.0f} ms between chunks at about {delay / gap:.0f} fps" if gap else "first chunk"
         most = self.config.horizon - self.config.n_obs_steps + 1
         logger.warning(
             "real-time chunking cannot keep up: inference takes %d control ticks (%s) but a chunk carries "
