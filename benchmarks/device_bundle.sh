@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build .devdata/ for benchmarks/gpu_pusht.sh on a lent GPU machine, which has torch 2.11 but not LeRobot
-# and cannot reach PyPI, and which takes at most 64 MiB per call:
+# Build .devdata/ for benchmarks/gpu_pusht.sh on a GPU machine that has torch 2.11 but not LeRobot, cannot
+# reach PyPI, and receives at most 64 MiB of files:
 #   .devdata/deps.tar.xz  LeRobot 0.6.1, this package and the dependencies that machine lacks (PyAV,
 #                         diffusers, gym-pusht, pymunk, pygame, datasets, ...), installed into one tree
 #   .devdata/kp           the 206 human demos, keypoints       (convert_zarr.py --no-images)
@@ -11,14 +11,14 @@
 #     && sed -i '1s|.*|#!/usr/bin/env python3|' /tmp/site/bin/lerobot-* \
 #     && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH && bash benchmarks/gpu_pusht.sh .devdata/kp .devdata/img /tmp/w 210
 #
-# .devdata/ is git-ignored: name it in the device call's `carry`.
+# .devdata/ is git-ignored: copy it to the GPU machine beside the working tree.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 ZARR=${ZARR:-../shared/data/pusht_cchi_v7_replay.zarr}
 IMG_EPISODES=${IMG_EPISODES:-140}
 LIMIT=$((64 * 1024 * 1024))
 export HF_HUB_OFFLINE=1
-# What the machine's image lacks (its package list: /work/.library/device/KINDS.md), at this venv's versions.
+# What such a machine's image lacks (beside torch), at this venv's versions.
 MISSING="lerobot==0.6.1 draccus==0.11.6 mergedeep==1.3.4 toml==0.10.2 datasets==4.8.5 dill==0.4.1
 multiprocess==0.70.19 gym-pusht==0.1.8 gymnasium==1.4.0 farama-notifications==0.0.6 pymunk==6.11.1 cffi==2.1.1
 pycparser pygame==2.6.1 shapely==2.2.0 termcolor==3.3.0 jsonlines==4.0.0 deprecated==3.0.1 diffusers==0.42.1

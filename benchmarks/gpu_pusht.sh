@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #6 on one GPU in a single prepared run (a lent machine gives ~10 minutes, so training is cut by time):
+# The PushT side-by-side on one GPU in a single time-boxed run (training is cut by time, TRAIN_S):
 # trains, side by side and from the same seed, diffusion_plus, LeRobot's diffusion (the same U-Net size as our
 # default), diffusion_plus_transformer and act on the PushT keypoint data, plus diffusion_plus on the 96x96
 # images; stops them all after TRAIN_S seconds; then evaluates every keypoint policy at the largest step that
