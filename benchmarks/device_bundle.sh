@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build .devdata/ for benchmarks/gpu_pusht.sh on a GPU machine that has torch 2.11 but not LeRobot, cannot
-# reach PyPI, and receives at most 64 MiB of files:
+# Build .devdata/ for `benchmarks/pusht_success.py --time-budget` on a GPU machine that has torch 2.11 but not
+# LeRobot, cannot reach PyPI, and receives at most 64 MiB of files:
 #   .devdata/deps.tar.xz  LeRobot 0.6.1, this package and the dependencies that machine lacks (PyAV,
 #                         diffusers, gym-pusht, pymunk, pygame, datasets, ...), installed into one tree
 #   .devdata/kp           the 206 human demos, keypoints       (convert_zarr.py --no-images)
@@ -9,7 +9,9 @@
 #   bash benchmarks/device_bundle.sh          # then, on the GPU machine, carrying .devdata:
 #   python3 -c "import tarfile; tarfile.open('.devdata/deps.tar.xz').extractall('/tmp')" && mv /tmp/full /tmp/site \
 #     && sed -i '1s|.*|#!/usr/bin/env python3|' /tmp/site/bin/lerobot-* \
-#     && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH && bash benchmarks/gpu_pusht.sh .devdata/kp .devdata/img /tmp/w 210
+#     && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH \
+#     && python3 benchmarks/pusht_success.py --time-budget 210 --device cuda --data .devdata/kp \
+#        --image-data .devdata/img --workdir /tmp/w
 #
 # .devdata/ is git-ignored: copy it to the GPU machine beside the working tree.
 set -euo pipefail

@@ -24,12 +24,12 @@ import math
 import os
 import platform
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from diffusion_plus_tools import lerobot_cli
+from diffusion_plus_tools.so100_synthetic import write
+
+BIN = lerobot_cli.default_bin()
 CPU_FLAGS = ("--policy.n_obs_steps=1 --policy.resize_shape=[120,160] --policy.down_dims=[64,128,256] "
              "--policy.n_action_steps=16")
 CAMERAS = ("{front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 30}, "
@@ -37,14 +37,8 @@ CAMERAS = ("{front: {type: opencv, index_or_path: 0, width: 640, height: 480, fp
 
 
 def run(tool: str, args: list[str], log: Path, threads: int | None) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
     print("$ " + shlex.join([tool, *args]), flush=True)
-    with open(log, "w") as f:
-        result = subprocess.run([str(BIN / tool), *args], stdout=f, stderr=subprocess.STDOUT, env=env)
-    if result.returncode:
-        raise SystemExit(f"{tool} failed (exit {result.returncode}), see {log}")
+    lerobot_cli.run([str(BIN / tool), *args], log, threads, mode="w")
 
 
 def check_actions(log: Path, data: Path) -> dict:
@@ -71,9 +65,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="append the rows to this JSON file")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT / "examples" / "so100"))
-    from synthetic_dataset import write
-
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     data = work / "data"
@@ -81,11 +72,9 @@ def main() -> None:
         write(data, episodes=3, frames=40)
     model = work / "train" / "checkpoints" / "last" / "pretrained_model"
     if not model.exists():
-        run("lerobot-train", [
-            f"--policy.type={args.policy_type}", "--policy.device=cpu", "--policy.push_to_hub=false",
-            "--dataset.repo_id=local/so100_synth", f"--dataset.root={data}", "--steps=2", "--batch_size=2",
-            "--num_workers=0", "--save_freq=2", "--env_eval_freq=0", f"--output_dir={work / 'train'}",
-            *shlex.split(args.train_flags)], work / "train.log", threads=1)
+        run("lerobot-train", lerobot_cli.train_flags(
+            args.policy_type, data, work / "train", steps=2, batch_size=2, save_freq=2,
+            repo_id="local/so100_synth", extra=shlex.split(args.train_flags)), work / "train.log", threads=1)
     rows = []
     for inference in args.inference:
         log = work / f"actions_{inference}.jsonl"

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,26 +25,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples" / "so100"))
+from diffusion_plus_tools import lerobot_cli
+from diffusion_plus_tools.so100_synthetic import CENTRE, joint_path, write
 
 
 def train(work: Path, steps: int) -> Path:
-    from synthetic_dataset import write
-
     data = write(work / "data", episodes=8, frames=80, camera=None)
     out = work / "train"
-    args = [
-        "--policy.type=diffusion_plus", "--policy.device=cpu", "--policy.push_to_hub=false",
-        "--policy.down_dims=[32,64,128]", "--policy.diffusion_step_embed_dim=32",
-        "--policy.optimizer_lr=2e-3", "--policy.scheduler_warmup_steps=50",
-        "--dataset.repo_id=local/so100_synth", f"--dataset.root={data}", f"--steps={steps}",
-        "--batch_size=32", "--num_workers=0", f"--save_freq={steps}", "--env_eval_freq=0",
-        f"--log_freq={steps}", f"--output_dir={out}", "--seed=1",
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    subprocess.run([str(Path(sys.executable).parent / "lerobot-train"), *args], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    flags = lerobot_cli.train_flags(
+        "diffusion_plus", data, out, steps=steps, batch_size=32, save_freq=steps, repo_id="local/so100_synth",
+        log_freq=steps, seed=1, extra=["--policy.down_dims=[32,64,128]", "--policy.diffusion_step_embed_dim=32",
+                                       "--policy.optimizer_lr=2e-3", "--policy.scheduler_warmup_steps=50"])
+    lerobot_cli.run([str(lerobot_cli.default_bin() / "lerobot-train"), *flags], work / "train.log")
     return out / "checkpoints" / "last" / "pretrained_model"
 
 
@@ -135,8 +124,6 @@ def run_async(rig: Rig, ticks: int, delay: int, schedule: str | None) -> tuple[n
 
 def open_loop_error(rig: Rig, episodes: int = 3) -> float:
     """Mean |chunk - demo| (robot units) from demo-like observations: how well the checkpoint is trained."""
-    from synthetic_dataset import joint_path
-
     rng, errors = np.random.default_rng(123), []
     n = rig.policy.config.n_action_steps
     for _ in range(episodes):
@@ -180,8 +167,6 @@ def main() -> None:
     t0 = time.perf_counter()
     checkpoint = args.checkpoint or train(work, args.train_steps)
     print(f"checkpoint {checkpoint} ({time.perf_counter() - t0:.0f} s)")
-    from synthetic_dataset import CENTRE, joint_path
-
     rig = Rig(checkpoint, work, args.n_action_steps)
     t0 = time.perf_counter()
     latencies = []

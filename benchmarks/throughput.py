@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from diffusion_plus_tools import lerobot_cli
 
 TYPES = ["diffusion", "diffusion_plus", "diffusion_plus_transformer"]  # the first is the baseline
 
@@ -32,22 +31,16 @@ EQUAL = ["--policy.horizon=16", "--policy.n_obs_steps=2", "--policy.n_action_ste
 
 
 def samples_per_s(policy_type: str, args, workdir: Path, own_defaults: bool = False) -> float:
-    cmd = [
-        str(Path(sys.executable).parent / "lerobot-train"), f"--policy.type={policy_type}",
-        f"--policy.device={args.device}", "--policy.push_to_hub=false",
-        "--dataset.repo_id=local/pusht", f"--dataset.root={args.dataset}", f"--steps={args.steps}",
-        f"--batch_size={args.batch_size}", f"--num_workers={args.num_workers}", f"--save_freq={args.steps * 10}",
-        "--save_checkpoint=false", "--env_eval_freq=0", f"--log_freq={args.log_freq}", "--seed=1000",
-        f"--output_dir={workdir / (policy_type + ('_defaults' if own_defaults else ''))}",
-    ]
+    extra = ["--save_checkpoint=false"]
     if policy_type == "diffusion" and not own_defaults:
-        cmd += EQUAL
+        extra += EQUAL
     if policy_type != "diffusion_plus_transformer":  # the transformer keeps its paper size
-        cmd.append(f"--policy.down_dims=[{','.join(map(str, args.down_dims))}]")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        extra.append(f"--policy.down_dims=[{','.join(map(str, args.down_dims))}]")
+    flags = lerobot_cli.train_flags(
+        policy_type, args.dataset, workdir / (policy_type + ("_defaults" if own_defaults else "")),
+        steps=args.steps, batch_size=args.batch_size, save_freq=args.steps * 10, device=args.device,
+        num_workers=args.num_workers, log_freq=args.log_freq, seed=1000, extra=extra)
+    run = lerobot_cli.capture([str(lerobot_cli.default_bin() / "lerobot-train"), *flags], threads=args.threads)
     if run.returncode != 0:
         raise SystemExit(f"{policy_type}: lerobot-train failed:\n{run.stderr[-3000:]}")
     log = run.stdout + run.stderr

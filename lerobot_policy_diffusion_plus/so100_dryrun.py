@@ -156,7 +156,7 @@ def _timing(times: list[float]) -> dict:
     }
 
 
-def _pattern(height: int, width: int) -> np.ndarray:
+def pattern(height: int, width: int) -> np.ndarray:
     """A colour gradient, so the policy's image normalisation sees something other than a constant."""
     x = np.linspace(0, 255, width, dtype=np.float32)
     y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
@@ -164,7 +164,7 @@ def _pattern(height: int, width: int) -> np.ndarray:
 
 
 # The target blob of the synthetic frames: one colour per camera, in the order the cameras are configured
-# (the first camera's is red, the second's green). None of them occurs in `_pattern`'s gradient, whose
+# (the first camera's is red, the second's green). None of them occurs in `pattern`'s gradient, whose
 # blue channel is the mean of its red and green ones.
 BLOB_COLOURS = ((230, 40, 40), (40, 200, 60), (40, 80, 230))
 
@@ -212,7 +212,7 @@ class _Scene:
     CYCLE = 600
 
     def __init__(self, height: int, width: int, colour, seed: int):
-        self.background = _pattern(height, width)
+        self.background = pattern(height, width)
         self.colour = np.asarray(colour, dtype=np.uint8)
         self.stamp = blob_stamp(blob_radius(height, width))
         self.track = blob_track(self.CYCLE, height, width, np.random.default_rng(seed))

@@ -9,7 +9,6 @@ so nothing is skipped. `ZARR=/nonexistent pytest ...` runs that variant where th
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ HUMAN_DATA = ZARR.exists()
 # Without the human store these expert episodes stand in for it: 51, 55 and 49 steps, the shortest of
 # test_expert.py's fresh seeds (which shares them), so the store and the datasets made from it stay small.
 EXPERT_SEEDS = (5000, 5003, 5009)
-sys.path.insert(0, str(ROOT / "examples" / "pusht"))
 
 from lerobot.configs import FeatureType, PolicyFeature  # noqa: E402
 
@@ -87,10 +85,10 @@ def make_batch(config, batch_size: int = 3, time_axis: bool = True, seed: int = 
 
 @pytest.fixture(scope="session")
 def expert_episode():
-    """`generate_expert.run_episode(seed)`, each seed planned once per session (the stand-in store and
+    """`pusht_expert.run_episode(seed)`, each seed planned once per session (the stand-in store and
     test_expert.py share episodes). An episode recorded with images also serves a request without: the images
     are the only difference."""
-    from generate_expert import run_episode
+    from diffusion_plus_tools.pusht_expert import run_episode
 
     cache: dict[tuple[int, bool], dict] = {}
 
@@ -111,7 +109,7 @@ def write_expert_zarr(path: Path, episodes: list[dict]) -> Path:
     import numpy as np
     import zarr
 
-    from pusht_common import block_keypoints
+    from diffusion_plus_tools.pusht_data import block_keypoints
 
     frames = [f for e in episodes for f in e["frames"]]
     agent = np.array([f["observation.state"] for f in frames])
@@ -144,7 +142,7 @@ def pusht_zarr(tmp_path_factory, expert_episode) -> Path:
 @pytest.fixture(scope="session")
 def pusht_dataset(tmp_path_factory, pusht_zarr) -> Path:
     """The first 3 episodes of `pusht_zarr` (human or expert) as a keypoint-only LeRobotDataset."""
-    from convert_zarr import convert
+    from diffusion_plus_tools.pusht_zarr import convert
 
     root = tmp_path_factory.mktemp("data") / "pusht3"
     convert(pusht_zarr, root, episodes=3, with_images=False, force=False)

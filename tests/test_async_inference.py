@@ -21,12 +21,10 @@ import time
 import pytest
 
 from cli import SMALL_ARGS, run_cli, train_args
-from conftest import ROOT
 
 grpc = pytest.importorskip("grpc", reason="LeRobot's async inference needs pip install 'lerobot[async]'")
 
-sys.path.insert(0, str(ROOT / "examples" / "so100"))
-from synthetic_dataset import write as write_dataset  # noqa: E402
+from diffusion_plus_tools.so100_synthetic import write as write_dataset  # noqa: E402
 
 FPS = 10
 ACTIONS_PER_CHUNK = 8  # neither the default n_action_steps (4) nor the most the checkpoint allows (16)

@@ -156,10 +156,9 @@ def test_pusht_success_refuses_a_malformed_sampler(tmp_path):
     assert out.returncode == 2 and "--sampler must be SAMPLER-STEPS" in out.stderr
 
 
-def test_pusht_success_rows_replace_only_the_same_run(tmp_path, monkeypatch):
-    """A rerun replaces its own row; a GPU row at the same step (benchmarks/gpu_pusht.sh) is kept beside it."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from pusht_success import record
+def test_pusht_success_rows_replace_only_the_same_run(tmp_path):
+    """A rerun replaces its own row; a GPU row at the same step (a --time-budget run) is kept beside it."""
+    from diffusion_plus_tools.results import record
 
     results = tmp_path / "rows.json"
     row = {"policy": "diffusion_plus", "seed": 1000, "steps": 2000, "of_steps": 20000, "batch_size": 64,
@@ -210,7 +209,7 @@ echo '{"overall": {"pc_success": 10.0, "avg_max_reward": 0.5, "n_episodes": 2}}'
 """
 
 
-def test_gpu_pusht_evaluates_every_policy_at_the_common_step(tmp_path):
+def test_time_budget_evaluates_every_policy_at_the_common_step(tmp_path):
     """With stand-ins for lerobot-train/eval: the runs are stopped, the equal-budget step is the smallest last
     checkpoint among the keypoint runs that saved any, a save cut short after `last` is ignored, a run that
     saved nothing is reported, and the rows have the results-file schema."""
@@ -223,9 +222,10 @@ def test_gpu_pusht_evaluates_every_policy_at_the_common_step(tmp_path):
         (tmp_path / data / "meta").mkdir(parents=True)
         (tmp_path / data / "meta/info.json").write_text(json.dumps({"total_episodes": episodes}))
     work = tmp_path / "work"
-    env = {**os.environ, "BIN": str(bin_dir), "PY": sys.executable, "DEVICE": "cpu", "SAVE_FREQ": "1"}
-    out = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_pusht.sh"), str(tmp_path / "kp"),
-                          str(tmp_path / "img"), str(work), "2"],
+    env = {**os.environ, "PUSHT_SUCCESS_BIN": str(bin_dir)}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/pusht_success.py"), "--time-budget", "2",
+                          "--data", str(tmp_path / "kp"), "--image-data", str(tmp_path / "img"), "--workdir",
+                          str(work), "--device", "cpu", "--save-freq", "1"],
                          capture_output=True, text=True, env=env, timeout=120, check=True).stdout
     assert "MISSING: diffusion_plus_transformer saved no checkpoint" in out
     assert "common keypoint step 3" in out
@@ -243,8 +243,9 @@ def test_gpu_pusht_evaluates_every_policy_at_the_common_step(tmp_path):
     assert subprocess.run(["pgrep", "-f", str(work)], capture_output=True).returncode == 1, "runs left alive"
 
 
-def test_gpu_pusht_refuses_missing_data_before_training(tmp_path):
-    out = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_pusht.sh"), str(tmp_path / "nope"),
-                          str(tmp_path / "nope"), str(tmp_path / "work")], capture_output=True, text=True)
+def test_time_budget_refuses_missing_data_before_training(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/pusht_success.py"), "--time-budget", "300",
+                          "--data", str(tmp_path / "nope"), "--image-data", str(tmp_path / "nope"), "--workdir",
+                          str(tmp_path / "work")], capture_output=True, text=True)
     assert out.returncode == 2 and "is not a LeRobotDataset" in out.stderr
     assert not (tmp_path / "work").exists()

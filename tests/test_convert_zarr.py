@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import EXPERT_SEEDS, HUMAN_DATA
-from convert_zarr import convert, main, open_store
-from pusht_common import block_keypoints
+from diffusion_plus_tools.pusht_data import block_keypoints
+from diffusion_plus_tools.pusht_zarr import convert, main, open_store
 
 # shared/data/README.md: array -> (shape after the frame axis, dtype)
 LAYOUT = {

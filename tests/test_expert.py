@@ -4,8 +4,8 @@ writes loads like the converter's."""
 import numpy as np
 import pytest
 
-from generate_expert import main, run_episode
-from pusht_common import FPS, TASK, block_keypoints, dataset_features
+from diffusion_plus_tools.pusht_data import FPS, TASK, block_keypoints, dataset_features
+from diffusion_plus_tools.pusht_expert import main, run_episode
 
 FRESH_SEEDS = range(5000, 5010)  # not the seeds 0-49 the planner was tuned on
 

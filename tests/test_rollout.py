@@ -12,7 +12,6 @@ import json
 import math
 import re
 import shlex
-import sys
 import types
 
 import numpy as np
@@ -20,9 +19,7 @@ import pytest
 
 from cli import SMALL_ARGS, run_cli, train_args
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "examples" / "so100"))
-import synthetic_dataset  # noqa: E402
+from diffusion_plus_tools import so100_synthetic as synthetic_dataset
 
 FPS, DURATION, FPS_TOLERANCE = 10, 4, 0.15
 CAMERAS, HEIGHT, WIDTH = ("front", "wrist"), 480, 640

@@ -1,4 +1,4 @@
-"""What the PushT example scripts share: gym-pusht's keypoint layout and the LeRobotDataset features.
+"""What the PushT data builders share: gym-pusht's keypoint layout and the LeRobotDataset features.
 
 The 16-d `observation.environment_state` is exactly what gym-pusht's `get_keypoints` returns for a block
 pose (the 8 vertices of the T's two rectangles, rotated by the block angle and moved to the block position), so
