@@ -34,7 +34,7 @@ def train(work: Path, steps: int) -> Path:
     out = work / "train"
     flags = lerobot_cli.train_flags(
         "diffusion_plus", data, out, steps=steps, batch_size=32, save_freq=steps, repo_id="local/so100_synth",
-        log_freq=steps, seed=1, extra=["--policy.down_dims=[32,64,128]", "--policy.diffusion_step_embed_dim=32",
+        log_freq=steps, seed=1, extra=["--policy.n_obs_steps=1", "--policy.down_dims=[32,64,128]", "--policy.diffusion_step_embed_dim=32",
                                        "--policy.optimizer_lr=2e-3", "--policy.scheduler_warmup_steps=50"])
     lerobot_cli.run([str(lerobot_cli.default_bin() / "lerobot-train"), *flags], work / "train.log")
     return out / "checkpoints" / "last" / "pretrained_model"
@@ -130,7 +130,7 @@ def open_loop_error(rig: Rig, episodes: int = 3) -> float:
         path = joint_path(40, rng).astype(np.float32)
         for t in range(1, 40 - n):
             rig.policy.reset()
-            batch = rig.pre({"observation.state": torch.from_numpy(path[t - 1 : t + 1]).unsqueeze(0), "task": ["x"]})
+            batch = rig.pre({"observation.state": torch.from_numpy(path[t : t + 1]).unsqueeze(0), "task": ["x"]})
             with torch.no_grad():
                 chunk = rig.post(rig.policy.predict_action_chunk(batch)).squeeze(0).numpy()
             errors.append(np.abs(chunk - path[t + 1 : t + 1 + n]).mean())

@@ -1,11 +1,35 @@
-"""Pieces both denoisers share."""
+"""What every denoiser provides (`Denoiser`), and the pieces both denoisers share."""
 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
+
+from .samplers import ChunkDenoiser
+
+
+class Denoiser(Protocol):
+    """The network that predicts the noise (or the clean chunk) of a noisy action chunk.
+
+    An `nn.Module`: calling it runs `forward`. `DiffusionPlusModel` builds one from the config and uses it
+    through these three methods only.
+    """
+
+    def forward(self, x_t: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
+        """x_t (B, horizon, A), timestep (B,), obs_features (B, n_obs_steps, D) -> (B, horizon, A)."""
+        ...
+
+    def conditioned(self, obs_features: Tensor, timesteps: Tensor) -> ChunkDenoiser:
+        """This denoiser bound to one chunk's observation features, as `f(x_t, i)` evaluated at `timesteps[i]`
+        (sampling order), with whatever depends only on the observation and the step computed once here."""
+        ...
+
+    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(weights with weight decay, weights without)."""
+        ...
 
 
 def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:

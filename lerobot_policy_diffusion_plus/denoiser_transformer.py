@@ -8,13 +8,12 @@ available on the device.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .denoiser_common import sinusoidal_embedding
+from .samplers import ChunkDenoiser
 
 
 class Attention(nn.Module):
@@ -62,31 +61,43 @@ class DecoderBlock(nn.Module):
 class TransformerDenoiser(nn.Module):
     """`forward(x_t (B, T, A), timestep (B,), obs_features (B, n_obs, D)) -> (B, T, A)`."""
 
-    def __init__(self, action_dim: int, obs_feature_dim: int, config):
+    def __init__(
+        self,
+        action_dim: int,
+        obs_feature_dim: int,
+        *,
+        horizon: int,
+        n_obs_steps: int,
+        n_layer: int,
+        n_head: int,
+        n_emb: int,
+        p_drop_emb: float,
+        p_drop_attn: float,
+        causal_attn: bool,
+        n_cond_layers: int,
+    ):
         super().__init__()
-        C = config.n_emb
+        C = n_emb
         self.n_emb = C
         self.input_emb = nn.Linear(action_dim, C)
-        self.pos_emb = nn.Parameter(torch.zeros(1, config.horizon, C))
+        self.pos_emb = nn.Parameter(torch.zeros(1, horizon, C))
         self.cond_obs_emb = nn.Linear(obs_feature_dim, C)
-        self.cond_pos_emb = nn.Parameter(torch.zeros(1, 1 + config.n_obs_steps, C))
-        self.drop = nn.Dropout(config.p_drop_emb)
-        if config.n_cond_layers > 0:
+        self.cond_pos_emb = nn.Parameter(torch.zeros(1, 1 + n_obs_steps, C))
+        self.drop = nn.Dropout(p_drop_emb)
+        if n_cond_layers > 0:
             layer = nn.TransformerEncoderLayer(
-                C, config.n_head, 4 * C, config.p_drop_attn, activation="gelu", batch_first=True, norm_first=True
+                C, n_head, 4 * C, p_drop_attn, activation="gelu", batch_first=True, norm_first=True
             )
-            self.cond_encoder = nn.TransformerEncoder(layer, config.n_cond_layers, enable_nested_tensor=False)
+            self.cond_encoder = nn.TransformerEncoder(layer, n_cond_layers, enable_nested_tensor=False)
         else:
             self.cond_encoder = nn.Sequential(nn.Linear(C, 4 * C), nn.Mish(), nn.Linear(4 * C, C))
-        self.blocks = nn.ModuleList(
-            DecoderBlock(C, config.n_head, config.p_drop_attn, config.causal_attn) for _ in range(config.n_layer)
-        )
+        self.blocks = nn.ModuleList(DecoderBlock(C, n_head, p_drop_attn, causal_attn) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(C)
         self.head = nn.Linear(C, action_dim)
         # Causal mode also keeps action token t from observation tokens after step t, as the paper's DP-T:
         # memory token s (0 = diffusion step, then observations) is visible to action t when s <= t + 1.
-        t, s = torch.arange(config.horizon)[:, None], torch.arange(1 + config.n_obs_steps)[None, :]
-        self.register_buffer("memory_mask", s <= t + 1 if config.causal_attn else None, persistent=False)
+        t, s = torch.arange(horizon)[:, None], torch.arange(1 + n_obs_steps)[None, :]
+        self.register_buffer("memory_mask", s <= t + 1 if causal_attn else None, persistent=False)
         self.apply(self._init_weights)
         nn.init.normal_(self.pos_emb, std=0.02)
         nn.init.normal_(self.cond_pos_emb, std=0.02)
@@ -105,12 +116,11 @@ class TransformerDenoiser(nn.Module):
     def forward(self, x: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
         return self._decode(x, self._memory(timestep, obs_features))
 
-    def conditioned(self, obs_features: Tensor, timesteps: Tensor, fast: bool = True) -> Callable[[Tensor, int], Tensor]:
+    def conditioned(self, obs_features: Tensor, timesteps: Tensor) -> ChunkDenoiser:
         """The denoiser for one chunk, as `f(x_t, i)` evaluated at `timesteps[i]` (sampling order).
 
         The condition memory depends only on the observation and the step: it is encoded for every step
-        at once here, so each denoising step runs the decoder only. `fast` (the U-Net's switch) changes
-        nothing here: this path is the eager modules.
+        at once here, so each denoising step runs the decoder only.
         """
         n, B = timesteps.shape[0], obs_features.shape[0]
         memory = self._memory(timesteps.repeat_interleave(B), obs_features.repeat(n, 1, 1))

@@ -7,13 +7,12 @@ observation feature] by FiLM: a per-channel scale and bias.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import unet_fast_path
 from .denoiser_common import DiffusionStepEmbedding
+from .samplers import ChunkDenoiser
 
 
 class Conv1dBlock(nn.Sequential):
@@ -56,17 +55,32 @@ class UNet1dDenoiser(nn.Module):
     """`forward(x_t (B, T, A), timestep (B,), obs_features (B, n_obs, D)) -> (B, T, A)`.
 
     The observation features of all steps are flattened into one global condition, as the paper.
+    `fast_inference` picks how `conditioned` runs the network (see unet_fast_path.py); training always runs
+    the eager modules.
     """
 
-    def __init__(self, action_dim: int, obs_feature_dim: int, config):
+    def __init__(
+        self,
+        action_dim: int,
+        obs_feature_dim: int,
+        *,
+        n_obs_steps: int,
+        down_dims: tuple[int, ...],
+        kernel_size: int,
+        n_groups: int,
+        diffusion_step_embed_dim: int,
+        use_film_scale_modulation: bool,
+        fast_inference: bool,
+    ):
         super().__init__()
-        dims = tuple(config.down_dims)
-        k, g, scale = config.kernel_size, config.n_groups, config.use_film_scale_modulation
-        self.step_embedding = DiffusionStepEmbedding(config.diffusion_step_embed_dim)
-        cond_dim = config.diffusion_step_embed_dim + obs_feature_dim * config.n_obs_steps
+        dims = tuple(down_dims)
+        k, g = kernel_size, n_groups
+        self.fast_inference = fast_inference
+        self.step_embedding = DiffusionStepEmbedding(diffusion_step_embed_dim)
+        cond_dim = diffusion_step_embed_dim + obs_feature_dim * n_obs_steps
 
         def block(cin, cout):
-            return FiLMResidualBlock(cin, cout, cond_dim, k, g, scale)
+            return FiLMResidualBlock(cin, cout, cond_dim, k, g, use_film_scale_modulation)
 
         levels = list(zip((action_dim, *dims[:-1]), dims))
         self.down = nn.ModuleList()
@@ -101,107 +115,25 @@ class UNet1dDenoiser(nn.Module):
             h = up(res2(res1(h, cond), cond))
         return self.head(h).transpose(1, 2)
 
-    def conditioned(self, obs_features: Tensor, timesteps: Tensor, fast: bool = True) -> Callable[[Tensor, int], Tensor]:
+    def conditioned(self, obs_features: Tensor, timesteps: Tensor) -> ChunkDenoiser:
         """The denoiser for one chunk, as `f(x_t, i)` evaluated at `timesteps[i]` (sampling order).
 
-        Everything that depends only on the observation and the step is computed here, once per chunk:
-        the conditioning vectors and, on the fast path, every block's FiLM scale/bias for all steps in a
-        single matmul. The fast path then runs the U-Net channels-last with convolutions as a single
-        matmul each (im2col): at batch 1 the horizon is a few frames long, where PyTorch's CPU convolution
-        spends most of its time outside the arithmetic. Same weights, same math; float rounding differs.
+        The conditioning vector of every step depends only on the observation and the step: it is computed
+        here, once per chunk. The fast path also precomputes every block's FiLM from it.
         """
         n, B = timesteps.shape[0], obs_features.shape[0]
         emb = self.step_embedding(timesteps)[:, None].expand(n, B, -1)
         cond = torch.cat([emb, obs_features.flatten(1)[None].expand(n, B, -1)], dim=-1)  # (n, B, D)
-        if not fast:
-            return lambda x, i: self._forward(x, cond[i])
-        mats, film_weight, film_bias = self._inference_weights()
-        # Every block's FiLM of every step in one matmul (each block's encoder is Mish then Linear on the
-        # same condition), then cut per block into scale and bias (or bias alone), broadcast over time.
-        all_films = F.linear(F.mish(cond), film_weight, film_bias).unsqueeze(2)  # (n, B, 1, sum of widths)
-        films, start = [], 0
-        for block in self._blocks():
-            width = block.out_channels * (2 if block.use_scale else 1)
-            film = all_films[..., start : start + width]
-            start += width
-            films.append(film.split(block.out_channels, dim=-1) if block.use_scale else (None, film))
-        # Regrouped by step ([step][block] -> (scale, bias)) so a step does no indexing of its own.
-        per_step = list(zip(*[zip([None] * n if scale is None else scale.unbind(0), bias.unbind(0))
-                              for scale, bias in films]))
-        return lambda x, i: self._fast_forward(x, per_step[i], mats)
+        if self.fast_inference:
+            return unet_fast_path.chunk_denoiser(self, cond)
+        return lambda x, i: self._forward(x, cond[i])
 
-    def _inference_weights(self) -> tuple[dict[nn.Module, Tensor], Tensor, Tensor]:
-        """Convolution weights as matmul operands, and all FiLM layers stacked into one. Rebuilt per chunk
-        (under a millisecond): checking whether any of ~100 parameters changed would cost more."""
-        mats = {
-            conv: conv.weight.view(conv.weight.shape[0], -1) if isinstance(conv, nn.ConvTranspose1d)
-            else conv.weight.view(conv.out_channels, -1).t()
-            for conv in self.modules() if isinstance(conv, (nn.Conv1d, nn.ConvTranspose1d))
-        }
-        linears = [block.cond_encoder[1] for block in self._blocks()]
-        return mats, torch.cat([lin.weight for lin in linears]), torch.cat([lin.bias for lin in linears])
-
-    def _blocks(self) -> list[FiLMResidualBlock]:
-        """Residual blocks in the order `_forward` runs them."""
+    def residual_blocks(self) -> list[FiLMResidualBlock]:
+        """Residual blocks in the order `forward` runs them."""
         down = [b for res1, res2, _ in self.down for b in (res1, res2)]
         up = [b for res1, res2, _ in self.up for b in (res1, res2)]
         return down + list(self.mid) + up
 
-    def _fast_forward(self, x: Tensor, films: tuple, mats: dict[nn.Module, Tensor]) -> Tensor:
-        films = iter(films)
-        h, skips = x, []  # (B, T, C): time-major, so a convolution window is a contiguous slice
-        for res1, res2, down in self.down:
-            h = _fast_block(res2, _fast_block(res1, h, next(films), mats), next(films), mats)
-            skips.append(h)
-            if not isinstance(down, nn.Identity):
-                h = _conv_time_major(h, down, mats[down])
-        for res in self.mid:
-            h = _fast_block(res, h, next(films), mats)
-        for res1, res2, up in self.up:
-            h = torch.cat([h, skips.pop()], dim=-1)
-            h = _fast_block(res2, _fast_block(res1, h, next(films), mats), next(films), mats)
-            h = _conv_transpose_time_major(h, up, mats[up])
-        return _conv_time_major(_fast_conv_block(self.head[0], h, mats), self.head[1], mats[self.head[1]])
-
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(decayed, not decayed): the reference applies its small weight decay to every U-Net weight."""
         return list(self.parameters()), []
-
-
-def _conv_time_major(h: Tensor, conv: nn.Conv1d, mat: Tensor) -> Tensor:
-    """`conv` applied to h (B, T, C_in) -> (B, T', C_out) as one matmul over unfolded windows;
-    `mat` is its weight as (C_in * k, C_out)."""
-    B, _, c_in = h.shape
-    (k,), (stride,), (pad,) = conv.kernel_size, conv.stride, conv.padding
-    if k == 1:
-        cols = h.reshape(-1, c_in)
-    else:
-        # Windows (B, T', C_in, k) flatten in the order of the weight's (C_in, k) axes.
-        cols = F.pad(h, (0, 0, pad, pad)).unfold(1, k, stride).reshape(-1, c_in * k)
-    out = torch.addmm(conv.bias, cols, mat)
-    return out.view(B, -1, conv.out_channels)
-
-
-def _conv_transpose_time_major(h: Tensor, conv: nn.ConvTranspose1d, mat: Tensor) -> Tensor:
-    """`conv` (upsampling) applied to h (B, T, C_in): one matmul gives every input frame's k output taps,
-    which fold then overlap-adds into place; `mat` is its weight as (C_in, C_out * k)."""
-    B, T, c_in = h.shape
-    (k,), (stride,), (pad,) = conv.kernel_size, conv.stride, conv.padding
-    taps = torch.mm(h.reshape(-1, c_in), mat).view(B, T, -1).transpose(1, 2)
-    full = F.fold(taps, output_size=(1, (T - 1) * stride + k), kernel_size=(1, k), stride=(1, stride))
-    return (full[:, :, 0, pad : full.shape[-1] - pad] + conv.bias[:, None]).transpose(1, 2)
-
-
-def _fast_conv_block(block: Conv1dBlock, h: Tensor, mats: dict[nn.Module, Tensor]) -> Tensor:
-    conv, norm, _ = block
-    h = _conv_time_major(h, conv, mats[conv])
-    h = F.group_norm(h.transpose(1, 2), norm.num_groups, norm.weight, norm.bias, norm.eps).transpose(1, 2)
-    return F.mish(h)
-
-
-def _fast_block(block: FiLMResidualBlock, h: Tensor, film: tuple, mats: dict[nn.Module, Tensor]) -> Tensor:
-    scale, bias = film
-    y = _fast_conv_block(block.conv1, h, mats)
-    y = y + bias if scale is None else torch.addcmul(bias, scale, y)
-    residual = h if isinstance(block.residual, nn.Identity) else _conv_time_major(h, block.residual, mats[block.residual])
-    return _fast_conv_block(block.conv2, y, mats) + residual

@@ -1,8 +1,10 @@
 """Diffusion Policy for LeRobot: one implementation behind both registered policy types.
 
 `DiffusionPlusPolicy` (U-Net) and `DiffusionPlusTransformerPolicy` differ only by their config class; the
-denoiser is picked from `config.denoiser_type`. The network is `model` (observation encoder + denoiser);
-`ema` holds its moving average, which produces every action the policy returns when enabled.
+denoiser is picked from `config.denoiser_type`. The network, its loss and its sampler are `model`
+(diffusion_model.py); `ema` holds its moving average, which produces every action the policy returns when
+enabled. The policy is LeRobot's side: observation history, action queue, real-time chunking, input and
+output checks, saving and loading.
 """
 
 # No postponed annotations here: LeRobot's own policy tests read `__init__`'s `config` annotation as a class.
@@ -12,13 +14,11 @@ from collections import deque
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from lerobot.configs import NormalizationMode
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION
-
 from . import checkpoint, rtc, samplers
 from .configuration_diffusion_plus import (
     RTC_NEEDS_ONE_OBS,
@@ -26,28 +26,16 @@ from .configuration_diffusion_plus import (
     DiffusionPlusConfig,
     DiffusionPlusTransformerConfig,
 )
-from .denoiser_transformer import DecoderBlock, TransformerDenoiser
-from .denoiser_unet import FiLMResidualBlock, UNet1dDenoiser
+from .denoiser_transformer import DecoderBlock
+from .denoiser_unet import FiLMResidualBlock
+from .diffusion_model import DiffusionPlusModel
 from .ema import EMA
 from .errors import ActionError, ObservationError
-from .obs_encoder import ObservationEncoder, building_from_checkpoint
+from .obs_encoder import building_from_checkpoint
 from .obs_history import ObservationHistory
 
 logger = logging.getLogger(__name__)
-DENOISERS = {"unet": UNet1dDenoiser, "transformer": TransformerDenoiser}
-
-
-class DiffusionPlusModel(nn.Module):
-    """The trainable network: observation encoder followed by the denoiser."""
-
-    def __init__(self, config: DiffusionPlusBaseConfig):
-        super().__init__()
-        self.obs_encoder = ObservationEncoder(config)
-        action_dim = config.action_feature.shape[0]
-        self.denoiser = DENOISERS[config.denoiser_type](action_dim, self.obs_encoder.feature_dim, config)
-
-    def forward(self, x_t: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
-        return self.denoiser(x_t, timestep, obs_features)
+__all__ = ["DiffusionPlusModel", "DiffusionPlusPolicy", "DiffusionPlusTransformerPolicy"]
 
 
 class DiffusionPlusPolicy(PreTrainedPolicy):
@@ -68,13 +56,10 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
             if config.use_ema
             else None
         )
-        acp = samplers.make_alphas_cumprod(
-            config.beta_schedule, config.num_train_timesteps, config.beta_start, config.beta_end
-        )
         # Saved with the weights so that loading with a different schedule, horizon, history or target is an
         # error instead of silently wrong actions (inference-only settings such as the sampler, its step
         # count or n_action_steps may still change at load time).
-        self.register_buffer("alphas_cumprod", acp)
+        self.register_buffer("alphas_cumprod", self.model.alphas_cumprod.clone())
         self.register_buffer("trained_settings", _trained_settings(config))
         self.register_buffer("model_fields", checkpoint.encode(checkpoint.model_fields(config)))
         # Training noise comes from a generator seeded per step from these two saved numbers, not from the
@@ -82,38 +67,24 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         # which would otherwise shift every later noise sample and make a resumed run diverge.
         self.register_buffer("noise_seed", torch.randint(0, 2**62, ()))
         self.register_buffer("noise_step", torch.zeros((), dtype=torch.long))
-        self._step_tables: dict[tuple, samplers.StepTable] = {}
         self.reset()
 
     # --- training ---------------------------------------------------------------------------------
     def get_optim_params(self) -> list[dict]:
         """Param groups: denoiser weights that decay, those that do not, and the observation encoder."""
         cfg = self.config
-        denoiser = self.model.denoiser
-        decay, no_decay = denoiser.param_groups()
+        decay, no_decay, encoder = self.model.param_groups()
         groups = [
             {"params": decay, "weight_decay": cfg.optimizer_weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
-            {"params": list(self.model.obs_encoder.parameters()), "weight_decay": cfg.optimizer_encoder_weight_decay},
+            {"params": encoder, "weight_decay": cfg.optimizer_encoder_weight_decay},
         ]
         return [g for g in groups if g["params"]]
 
     def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, None]:
         """Denoising loss; `reduction="none"` gives one loss per sample (lerobot-train's sample weighting)."""
-        cfg = self.config
-        x0 = batch[ACTION]
-        obs = self.model.obs_encoder(batch)
-        g = self._step_generator(x0.device)
-        noise = torch.randn(x0.shape, generator=g, device=x0.device, dtype=x0.dtype)
-        t = torch.randint(0, cfg.num_train_timesteps, (x0.shape[0],), generator=g, device=x0.device)
-        out = self.model(samplers.add_noise(self.alphas_cumprod, x0, noise, t), t, obs)
-        loss = F.mse_loss(out, samplers.training_target(cfg.prediction_type, x0, noise), reduction="none")
-        keep = torch.ones_like(loss)
-        if cfg.do_mask_loss_for_padding and "action_is_pad" in batch:
-            keep = keep * ~batch["action_is_pad"].unsqueeze(-1)
-        if reduction == "none":
-            return (loss * keep).flatten(1).sum(1) / keep.flatten(1).sum(1).clamp(min=1), None
-        return (loss * keep).sum() / keep.sum().clamp(min=1), None
+        generator = self._step_generator(batch[ACTION].device)
+        return self.model.loss(batch, generator, reduction), None
 
     def _step_generator(self, device: torch.device) -> torch.Generator:
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
@@ -173,10 +144,10 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         it, with the weights of `config.rtc_config` (set by lerobot-rollout) when present.
         """
         if self._has_time_axis(batch):
-            obs = {k: batch[k] for k in self.model.obs_encoder.input_keys}
+            obs = {k: batch[k] for k in self.model.input_keys}
             self._check_finite(obs)
             self._check_image_shapes(obs)
-            features = self.inference_model.obs_encoder(obs)
+            features = self.inference_model.encode(obs)
         else:
             if self.config.n_obs_steps > 1:
                 raise ObservationError(f"n_obs_steps={self.config.n_obs_steps} must be {RTC_NEEDS_ONE_OBS}")
@@ -213,7 +184,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
             " (nothing of this chunk is executed)" if delay >= n else "", most,
         )
 
-    def _rtc_guide(self, inference_delay: int | None, prev: Tensor | None):
+    def _rtc_guide(self, inference_delay: int | None, prev: Tensor | None) -> samplers.Guide | None:
         cfg = self.config
         rtc_config = getattr(cfg, "rtc_config", None)  # lerobot-rollout sets it for --inference.type=rtc
         return rtc.make_guide(
@@ -226,19 +197,15 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
             max_overlap=rtc_config.execution_horizon if rtc_config else None,
         )
 
-    def _sample_chunk(self, features: Tensor, noise: Tensor | None, guide_x0=None) -> Tensor:
+    def _sample_chunk(
+        self, features: Tensor, noise: Tensor | None, guide_x0: samplers.Guide | None = None
+    ) -> Tensor:
+        """The `n_action_steps` actions to execute, sampled with the current inference settings and checked."""
         cfg = self.config
-        net = self.inference_model
-        B = features.shape[0]
-        shape = (B, cfg.horizon, cfg.action_feature.shape[0])
-        if noise is None:
-            noise = torch.randn(shape, device=features.device, dtype=features.dtype)
-        elif tuple(noise.shape) != shape:
-            raise ValueError(f"noise must have shape {shape} (batch, horizon, action dim), got {tuple(noise.shape)}")
-        table = self._step_table(features.device)
-        clip = cfg.clip_sample_range if cfg.clip_sample else None
-        denoiser = net.denoiser.conditioned(features, table.timesteps, fast=cfg.fast_inference)
-        actions = samplers.denoise(denoiser, noise, table, cfg.prediction_type, clip, guide_x0=guide_x0)
+        # Read from the config per chunk: the sampler, its steps and the fast path may change on a live policy.
+        actions = self.inference_model.sample(
+            features, cfg.noise_scheduler_type, cfg.sampler_steps, noise, guide_x0, cfg.fast_inference
+        )
         start = cfg.n_obs_steps - 1
         actions = actions[:, start : start + cfg.n_action_steps]
         if not torch.isfinite(actions).all():
@@ -250,26 +217,21 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         return actions
 
     def _step_table(self, device: torch.device) -> samplers.StepTable:
-        # Built lazily so the sampler and step count can be changed on a loaded policy.
+        """The table the next chunk samples with (built lazily: the sampler may change on a loaded policy)."""
         cfg = self.config
-        key = (cfg.noise_scheduler_type, cfg.sampler_steps, str(device))
-        if key not in self._step_tables:
-            table = samplers.make_step_table(cfg.noise_scheduler_type, self.alphas_cumprod.cpu(), cfg.sampler_steps)
-            self._step_tables[key] = table.to(device)
-        return self._step_tables[key]
+        return self.inference_model.step_table(cfg.noise_scheduler_type, cfg.sampler_steps, device)
 
     # --- observation history ------------------------------------------------------------------------
     def _has_time_axis(self, batch: dict[str, Tensor]) -> bool:
-        enc = self.model.obs_encoder
-        key = (enc.vector_keys or enc.image_keys)[0]
+        key = self.model.input_keys[0]
         self._check_present(batch)
-        return batch[key].dim() == (3 if key in enc.vector_keys else 5)
+        return batch[key].dim() == (5 if key in self.config.image_features else 3)
 
     def _check_present(self, batch: dict[str, Tensor]) -> None:
-        missing = [k for k in self.model.obs_encoder.input_keys if k not in batch]
+        missing = [k for k in self.model.input_keys if k not in batch]
         if missing:
             raise ObservationError(f"observation is missing {missing}; the policy was trained on "
-                                   f"{self.model.obs_encoder.input_keys}")
+                                   f"{self.model.input_keys}")
 
     @staticmethod
     def _check_finite(obs: dict[str, Tensor]) -> None:
@@ -287,13 +249,13 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
 
     def _push_observation(self, batch: dict[str, Tensor]) -> None:
         self._check_present(batch)
-        obs = {k: batch[k] for k in self.model.obs_encoder.input_keys}
+        obs = {k: batch[k] for k in self.model.input_keys}
         self._check_finite(obs)
         self._check_image_shapes(obs)
         self._obs_history.push(obs)
 
     def _history_features(self) -> Tensor:
-        return self._obs_history.features(self.inference_model.obs_encoder.encode_frame)
+        return self._obs_history.features(self.inference_model.encode_frame)
 
     # --- loading --------------------------------------------------------------------------------------
     @classmethod

@@ -15,10 +15,11 @@ only the delayed actions) or ONES (hold the whole overlap).
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from torch import Tensor
+
+from .samplers import Guide
 
 SCHEDULES = ("LINEAR", "EXP", "ZEROS", "ONES")
 
@@ -62,7 +63,7 @@ def prefix_weights(delay: int, overlap: int, total: int, schedule: str = "LINEAR
 def make_guide(
     prev: Tensor | None, delay: int, start: int, horizon: int, chunk_len: int, schedule: str = "LINEAR",
     max_overlap: int | None = None,
-) -> Callable[[Tensor], Tensor] | None:
+) -> Guide | None:
     """The x0 rewrite for `samplers.denoise(..., guide_x0=...)`, or None when there is nothing to follow.
 
     `prev` (T, A) or (B, T, A) is the previous chunk's unexecuted remainder, in the same normalised space

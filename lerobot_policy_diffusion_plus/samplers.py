@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
@@ -23,6 +23,11 @@ from torch import Tensor
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "sample")
 SAMPLERS = ("DDPM", "DDIM", "DPM++2M")
+
+# A denoiser bound to one chunk's observation: (x_t, row i of the step table) -> its output at timesteps[i].
+ChunkDenoiser = Callable[[Tensor, int], Tensor]
+# A rewrite of the clean-sample estimate x0 -> x0' applied at every step (inpainting, real-time chunking).
+Guide = Callable[[Tensor], Tensor]
 
 
 def make_betas(schedule: str, num_train_timesteps: int, beta_start: float, beta_end: float) -> Tensor:
@@ -78,22 +83,44 @@ def inference_timesteps(num_train_timesteps: int, num_inference_steps: int, spac
     return torch.arange(num_inference_steps - 1, -1, -1, dtype=torch.long) * ratio
 
 
+class Coefficients(NamedTuple):
+    """One reverse step's coefficients, in the order of a StepTable row.
+
+    From the model output, x0 = (x_t - sqrt_one_minus_alpha_bar * eps) / sqrt_alpha_bar or
+    eps = (x_t - sqrt_alpha_bar * x0) / sqrt_one_minus_alpha_bar (whichever the model does not predict), then
+        x_{t-1} = x0_coef * clip(x0) + x_t_coef * x_t + eps_coef * eps + sigma * z + prev_x0_coef * x0_prev
+    with z ~ N(0, I). DDPM: x0_coef and x_t_coef are the posterior mean's (Ho et al. eq. 7), sigma its standard
+    deviation. DDIM (eta = 0): x0_coef = sqrt(alpha_bar_prev), eps_coef = sqrt(1 - alpha_bar_prev) (Song et
+    al. eq. 12). DPM-Solver++(2M): prev_x0_coef weighs the (clipped) x0 of the step before; 0 otherwise.
+    """
+
+    sqrt_alpha_bar: Tensor
+    sqrt_one_minus_alpha_bar: Tensor
+    x0_coef: Tensor
+    x_t_coef: Tensor
+    eps_coef: Tensor
+    sigma: Tensor
+    prev_x0_coef: Tensor
+
+
 @dataclass(frozen=True)
 class StepTable:
     """Per-step coefficients of one sampler, precomputed for a fixed number of steps.
 
-    With a = sqrt(alpha_bar_t) and b = sqrt(1 - alpha_bar_t), each reverse step is
-    x0 = (x_t - b * eps) / a  and  eps = (x_t - a * x0) / b  (whichever the model does not predict),
-    then  x_{t-1} = p * clip(x0) + q * x_t + r * eps + s * z + u * x0_prev,  with z ~ N(0, I) and
-    x0_prev the (clipped) x0 of the step before (multistep solvers; u = 0 otherwise).
-    Rows are in sampling order. Holding them as tensors lets a step be pure tensor arithmetic.
+    `coef` row i holds the `Coefficients` of the step at `timesteps[i]`; rows are in sampling order. One
+    tensor rather than a Python object per step lets a step be pure tensor arithmetic.
     """
 
     timesteps: Tensor  # (n,) long
-    coef: Tensor  # (n, 7): a, b, p, q, r, s, u
+    coef: Tensor  # (n, 7), columns as the fields of Coefficients
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "StepTable":
         return StepTable(self.timesteps.to(device), self.coef.to(device=device, dtype=dtype))
+
+    @property
+    def sigma(self) -> Tensor:
+        """(n,) standard deviation of the noise each step adds (0 for deterministic samplers)."""
+        return self.coef[:, Coefficients._fields.index("sigma")]
 
 
 def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: int) -> StepTable:
@@ -113,17 +140,20 @@ def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: i
     a_prev = torch.where(prev >= 0, acp[prev.clamp(min=0)], torch.ones_like(a_t))
     zero = torch.zeros_like(a_t)
     if sampler == "DDIM":
-        p, q, r, s = a_prev.sqrt(), zero, (1 - a_prev).sqrt(), zero
+        x0_coef, x_t_coef, eps_coef, sigma = a_prev.sqrt(), zero, (1 - a_prev).sqrt(), zero
     else:
         alpha = a_t / a_prev
         beta = 1 - alpha
-        p = a_prev.sqrt() * beta / (1 - a_t)
-        q = alpha.sqrt() * (1 - a_prev) / (1 - a_t)
-        r = zero
+        x0_coef = a_prev.sqrt() * beta / (1 - a_t)
+        x_t_coef = alpha.sqrt() * (1 - a_prev) / (1 - a_t)
+        eps_coef = zero
         variance = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
-        s = torch.where(ts > 0, variance.sqrt(), zero)
-    coef = torch.stack([a_t.sqrt(), (1 - a_t).sqrt(), p, q, r, s, zero], dim=1)
-    return StepTable(ts, coef)
+        sigma = torch.where(ts > 0, variance.sqrt(), zero)
+    coef = Coefficients(
+        sqrt_alpha_bar=a_t.sqrt(), sqrt_one_minus_alpha_bar=(1 - a_t).sqrt(), x0_coef=x0_coef, x_t_coef=x_t_coef,
+        eps_coef=eps_coef, sigma=sigma, prev_x0_coef=zero,
+    )
+    return StepTable(ts, torch.stack(coef, dim=1))
 
 
 def _dpm_solver_pp_2m_table(alphas_cumprod: Tensor, n: int) -> StepTable:
@@ -146,11 +176,12 @@ def _dpm_solver_pp_2m_table(alphas_cumprod: Tensor, n: int) -> StepTable:
     jump = alpha_next * -torch.expm1(-h)  # alpha_next (1 - e^-h); = 1 on the final step
     half_inv_r = torch.zeros(n, dtype=alpha.dtype)  # 1 / (2 r); stays 0 on the first-order steps
     half_inv_r[1:-1] = 0.5 * h[1:-1] / h[:-2]
-    p = jump * (1 + half_inv_r)
-    u = -jump * half_inv_r
     zero = torch.zeros_like(alpha)
-    coef = torch.stack([alpha, sigma, p, sigma_next / sigma, zero, zero, u], dim=1)
-    return StepTable(ts, coef.float())
+    coef = Coefficients(
+        sqrt_alpha_bar=alpha, sqrt_one_minus_alpha_bar=sigma, x0_coef=jump * (1 + half_inv_r),
+        x_t_coef=sigma_next / sigma, eps_coef=zero, sigma=zero, prev_x0_coef=-jump * half_inv_r,
+    )
+    return StepTable(ts, torch.stack(coef, dim=1).float())
 
 
 def reverse_step(
@@ -160,7 +191,7 @@ def reverse_step(
     prediction_type: str,
     clip: float | None,
     noise: Tensor | None = None,
-    guide_x0: Callable[[Tensor], Tensor] | None = None,
+    guide_x0: Guide | None = None,
     prev_x0: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One reverse step from x_t given the denoiser output `out`, using one row of a StepTable.
@@ -169,39 +200,36 @@ def reverse_step(
     `guide_x0`, when given, rewrites the clean-sample estimate before it is used (inpainting / guidance,
     e.g. real-time chunking pulls it toward the previous chunk); eps stays the model's.
     """
-    a, b, p, q, r, s, u = row.unbind()
+    c = Coefficients(*row.unbind())
     if prediction_type == "epsilon":
-        eps, x0 = out, (x_t - b * out) / a
+        eps, x0 = out, (x_t - c.sqrt_one_minus_alpha_bar * out) / c.sqrt_alpha_bar
     else:
-        eps, x0 = (x_t - a * out) / b, out
+        eps, x0 = (x_t - c.sqrt_alpha_bar * out) / c.sqrt_one_minus_alpha_bar, out
     # eps stays the unclipped one, as the reference samplers do.
     if clip is not None:
         x0 = x0.clamp(-clip, clip)
     if guide_x0 is not None:
         x0 = guide_x0(x0)
-    x_prev = p * x0 + q * x_t + r * eps
+    x_prev = c.x0_coef * x0 + c.x_t_coef * x_t + c.eps_coef * eps
     if noise is not None:
-        x_prev = x_prev + s * noise
+        x_prev = x_prev + c.sigma * noise
     if prev_x0 is not None:
-        x_prev = x_prev + u * prev_x0
+        x_prev = x_prev + c.prev_x0_coef * prev_x0
     return x_prev, x0
 
 
-Denoiser = Callable[[Tensor, int], Tensor]  # (x_t, row index i of the table) -> model output at timesteps[i]
-
-
 def denoise(
-    denoiser: Denoiser,
+    denoiser: ChunkDenoiser,
     x_T: Tensor,
     table: StepTable,
     prediction_type: str,
     clip: float | None,
     generator: torch.Generator | None = None,
-    guide_x0: Callable[[Tensor], Tensor] | None = None,
+    guide_x0: Guide | None = None,
 ) -> Tensor:
     """Run the reverse process from x_T. DDPM draws fresh noise each step from `generator`."""
     x, x0 = x_T, None
-    stochastic = bool((table.coef[:, 5] != 0).any())
+    stochastic = bool((table.sigma != 0).any())
     for i in range(table.timesteps.shape[0]):
         out = denoiser(x, i)
         noise = None

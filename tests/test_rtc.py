@@ -53,8 +53,9 @@ def test_guide_maps_chunk_positions_onto_the_horizon():
 @pytest.mark.parametrize("sampler", ["DDIM", "DDPM", "DPM++2M"])
 def test_policy_rtc_holds_the_delayed_actions(policy_type, sampler):
     torch.manual_seed(0)
-    # 8 executed actions: the chunk spans the whole 6-action left-over compared below.
-    cfg = make_config(policy_type, noise_scheduler_type=sampler, num_inference_steps=10, n_action_steps=8)
+    # 8 executed actions: the chunk spans the whole 6-action left-over compared below. One observation:
+    # RTC gives the policy one per chunk.
+    cfg = make_config(policy_type, noise_scheduler_type=sampler, num_inference_steps=10, n_action_steps=8, n_obs_steps=1)
     policy = make_policy(cfg).eval()
     assert supports_rtc_inference(policy)
     obs = {k: torch.randn(1, *ft.shape) for k, ft in cfg.input_features.items()}

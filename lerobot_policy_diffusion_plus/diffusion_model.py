@@ -1,0 +1,153 @@
+"""The trainable network and the diffusion process around it.
+
+`DiffusionPlusModel` is the observation encoder followed by a denoiser (U-Net or transformer, built from the
+config here). It owns the training loss (DDPM forward process) and the sampling of an action chunk from
+observation features. The policy around it is LeRobot glue: observation history, action queue, checks and
+loading.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lerobot.utils.constants import ACTION
+
+from . import samplers
+from .configuration_diffusion_plus import DiffusionPlusBaseConfig
+from .denoiser_common import Denoiser
+from .denoiser_transformer import TransformerDenoiser
+from .denoiser_unet import UNet1dDenoiser
+from .obs_encoder import ObservationEncoder
+
+
+def make_denoiser(config: DiffusionPlusBaseConfig, action_dim: int, obs_feature_dim: int) -> Denoiser:
+    """The denoiser `config.denoiser_type` names, with its fields of the config."""
+    if config.denoiser_type == "unet":
+        return UNet1dDenoiser(
+            action_dim, obs_feature_dim,
+            n_obs_steps=config.n_obs_steps,
+            down_dims=tuple(config.down_dims),
+            kernel_size=config.kernel_size,
+            n_groups=config.n_groups,
+            diffusion_step_embed_dim=config.diffusion_step_embed_dim,
+            use_film_scale_modulation=config.use_film_scale_modulation,
+            fast_inference=config.fast_inference,
+        )
+    if config.denoiser_type == "transformer":
+        return TransformerDenoiser(
+            action_dim, obs_feature_dim,
+            horizon=config.horizon,
+            n_obs_steps=config.n_obs_steps,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            n_emb=config.n_emb,
+            p_drop_emb=config.p_drop_emb,
+            p_drop_attn=config.p_drop_attn,
+            causal_attn=config.causal_attn,
+            n_cond_layers=config.n_cond_layers,
+        )
+    raise ValueError(f"unknown denoiser_type {config.denoiser_type!r}")
+
+
+class DiffusionPlusModel(nn.Module):
+    """Observation encoder followed by a denoiser; `loss` trains it, `sample` draws an action chunk."""
+
+    def __init__(self, config: DiffusionPlusBaseConfig):
+        super().__init__()
+        self.obs_encoder = ObservationEncoder(config)
+        self.action_dim = config.action_feature.shape[0]
+        self.denoiser: Denoiser = make_denoiser(config, self.action_dim, self.obs_encoder.feature_dim)
+        self.horizon = config.horizon
+        self.prediction_type = config.prediction_type
+        self.clip_sample_range = config.clip_sample_range if config.clip_sample else None
+        self.mask_loss_for_padding = config.do_mask_loss_for_padding
+        acp = samplers.make_alphas_cumprod(
+            config.beta_schedule, config.num_train_timesteps, config.beta_start, config.beta_end
+        )
+        # Not saved: it follows from the config (the policy saves a copy to check checkpoints against).
+        self.register_buffer("alphas_cumprod", acp, persistent=False)
+        self._step_tables: dict[tuple, samplers.StepTable] = {}
+
+    def forward(self, x_t: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
+        """The denoiser's output for noisy actions x_t (B, horizon, A) at `timestep` (B,)."""
+        return self.denoiser(x_t, timestep, obs_features)
+
+    @property
+    def input_keys(self) -> list[str]:
+        """Observation keys the encoder reads, state and environment vectors first."""
+        return self.obs_encoder.input_keys
+
+    def encode(self, obs: dict[str, Tensor]) -> Tensor:
+        """Observations with a time axis (B, n_obs_steps, ...) -> features (B, n_obs_steps, D)."""
+        return self.obs_encoder(obs)
+
+    def encode_frame(self, obs: dict[str, Tensor]) -> Tensor:
+        """One observation step (B, ...) -> features (B, D)."""
+        return self.obs_encoder.encode_frame(obs)
+
+    # --- training ---------------------------------------------------------------------------------
+    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
+        """(denoiser weights with weight decay, denoiser weights without, observation encoder weights)."""
+        decay, no_decay = self.denoiser.param_groups()
+        return decay, no_decay, list(self.obs_encoder.parameters())
+
+    def loss(self, batch: dict[str, Tensor], generator: torch.Generator, reduction: str = "mean") -> Tensor:
+        """Denoising loss on `batch` (observations with a time axis, ACTION, optionally `action_is_pad`).
+
+        The noise, then the timesteps, are drawn from `generator`. `reduction="none"`: one loss per sample.
+        """
+        x0 = batch[ACTION]
+        obs = self.encode(batch)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        T = self.alphas_cumprod.shape[0]
+        t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=x0.device)
+        out = self.denoiser(samplers.add_noise(self.alphas_cumprod, x0, noise, t), t, obs)
+        loss = F.mse_loss(out, samplers.training_target(self.prediction_type, x0, noise), reduction="none")
+        keep = torch.ones_like(loss)
+        if self.mask_loss_for_padding and "action_is_pad" in batch:
+            keep = keep * ~batch["action_is_pad"].unsqueeze(-1)
+        if reduction == "none":
+            return (loss * keep).flatten(1).sum(1) / keep.flatten(1).sum(1).clamp(min=1)
+        return (loss * keep).sum() / keep.sum().clamp(min=1)
+
+    # --- inference --------------------------------------------------------------------------------
+    def sample(
+        self,
+        obs_features: Tensor,
+        sampler: str,
+        num_steps: int,
+        noise: Tensor | None = None,
+        guide_x0: samplers.Guide | None = None,
+        fast_inference: bool | None = None,
+    ) -> Tensor:
+        """Normalised actions over the whole horizon (B, horizon, A) for features (B, n_obs_steps, D).
+
+        `noise` is x_T (drawn from the global RNG when None); `guide_x0` rewrites the clean-sample estimate
+        at every step (real-time chunking). The sampler, its step count and `fast_inference` (the U-Net's
+        fast path; None keeps the built one) are inference settings: they may differ from chunk to chunk.
+        """
+        shape = (obs_features.shape[0], self.horizon, self.action_dim)
+        if noise is None:
+            noise = torch.randn(shape, device=obs_features.device, dtype=obs_features.dtype)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(
+                f"noise must have shape {shape} (batch, horizon, action dim), got {tuple(noise.shape)}"
+            )
+        # Only the U-Net has a fast path.
+        if fast_inference is not None and isinstance(self.denoiser, UNet1dDenoiser):
+            self.denoiser.fast_inference = fast_inference
+        table = self.step_table(sampler, num_steps, obs_features.device)
+        chunk_denoiser = self.denoiser.conditioned(obs_features, table.timesteps)
+        return samplers.denoise(
+            chunk_denoiser, noise, table, self.prediction_type, self.clip_sample_range, guide_x0=guide_x0
+        )
+
+    def step_table(self, sampler: str, num_steps: int, device: torch.device) -> samplers.StepTable:
+        """The sampler's coefficients for this noise schedule, built once per (sampler, steps, device)."""
+        key = (sampler, num_steps, str(device))
+        if key not in self._step_tables:
+            table = samplers.make_step_table(sampler, self.alphas_cumprod.cpu(), num_steps)
+            self._step_tables[key] = table.to(device)
+        return self._step_tables[key]
