@@ -73,6 +73,7 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     )
 
     # Observation encoder (images). Each camera goes through a ResNet trunk and a spatial softmax.
+    # The torchvision ResNet whose convolutional trunk encodes each camera: resnet18, resnet34 or resnet50.
     vision_backbone: str = "resnet18"
     # None: train the backbone from scratch (the paper). A torchvision weights name such as
     # "ResNet18_Weights.IMAGENET1K_V1" (downloaded once, only when training starts from it) or the path of a
@@ -83,26 +84,36 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # Replace BatchNorm with GroupNorm in a backbone trained from scratch (batch statistics and an EMA of the
     # weights do not mix). Ignored with pretrained_backbone_weights (frozen BatchNorm, see above).
     use_group_norm: bool = True
+    # Keypoints the spatial softmax extracts per camera; each gives an expected (x, y), so a camera contributes
+    # 2 x this many features per observation step.
     spatial_softmax_num_keypoints: int = 32
     # Working size (H, W) every camera is resized to before cropping. None: the largest camera, scaled down
-    # (aspect kept) to at most 240x320 pixels of area, the paper's real-robot size: 640x480 -> 320x240, PushT's
-    # 96x96 unchanged. Cameras of other sizes are resized to the same working size.
+    # (aspect kept) to at most 240x320 pixels of area, the paper's real-robot size: (480, 640) -> (240, 320),
+    # PushT's 96x96 unchanged. Cameras of other sizes are resized to the same working size.
     resize_shape: tuple[int, int] | None = None
     # Crop as a fraction of the working size (0.9: 81% of the frame's area, as the paper's 216x288 of 240x320),
     # random in training and centred at inference. crop_shape, when set, is the crop in pixels of the working
     # size instead (e.g. (84, 84) on PushT's 96x96, the paper's sim setting).
     crop_ratio: float = 0.9
     crop_shape: tuple[int, int] | None = None
+    # Random crop position per sample in training (augmentation); false crops the centre in training too.
     crop_is_random: bool = True
+    # One ResNet per camera instead of one shared by all (the paper shares; separate costs a trunk per camera).
     use_separate_rgb_encoder_per_camera: bool = False
 
     # Noise schedule. Training always noises with this DDPM forward process (num_train_timesteps steps of
     # beta_schedule); these fields are part of the trained model and must match it at load time.
+    # Number of noise levels of the forward process (the paper: 100).
     num_train_timesteps: int = 100
+    # How the noise variance grows with t: "squaredcos_cap_v2" (cosine, the paper), "linear" or "scaled_linear".
     beta_schedule: str = "squaredcos_cap_v2"
+    # First and last beta of the linear schedules (unused by the cosine one).
     beta_start: float = 0.0001
     beta_end: float = 0.02
+    # What the denoiser predicts: "epsilon" (the noise, the paper) or "sample" (the clean action chunk).
     prediction_type: str = "epsilon"
+    # Clip each step's clean-sample estimate to [-clip_sample_range, clip_sample_range]: with min/max action
+    # normalisation, [-1, 1] is exactly the range of the training actions.
     clip_sample: bool = True
     clip_sample_range: float = 1.0
     # Sampler at inference: DDIM with 10 steps by default (the paper's real-robot fast path; on PushT not worse
@@ -116,8 +127,10 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # the eager modules to float tolerance; false runs the eager modules (e.g. to debug a custom layer).
     fast_inference: bool = True
 
-    # EMA of the weights (reference schedule); every returned action uses the EMA weights when on.
+    # EMA of the weights (reference schedule); every returned action uses the EMA weights when on. At load
+    # time false acts with the live weights of an EMA checkpoint.
     use_ema: bool = True
+    # decay = 1 - (1 + step / ema_inv_gamma) ** -ema_power, at most ema_max_decay (the reference's values).
     ema_inv_gamma: float = 1.0
     ema_power: float = 0.75
     ema_max_decay: float = 0.9999
@@ -125,13 +138,18 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # Runtime guard: clamp returned actions to the range seen in training ([-1, 1] after min/max).
     clamp_actions: bool = True
 
-    # Optimizer and schedule (reference: AdamW, cosine with warmup).
+    # Optimizer and schedule (reference: AdamW, cosine with warmup), used unless lerobot-train is given its own.
+    # Peak learning rate, reached after the warmup, then cosine decay to 0 at the run's last step.
     optimizer_lr: float = 1e-4
     optimizer_betas: tuple[float, float] = (0.95, 0.999)
     optimizer_eps: float = 1e-8
+    # Weight decay of the denoiser's weight matrices (biases, norms and embeddings get none).
     optimizer_weight_decay: float = 1e-6
+    # Weight decay of the observation encoder's parameters.
     optimizer_encoder_weight_decay: float = 1e-6
+    # Gradients are clipped to this global norm before each step.
     optimizer_grad_clip_norm: float = 10.0
+    # Steps of linear warmup from 0 to optimizer_lr.
     scheduler_warmup_steps: int = 500
 
     def __post_init__(self):
@@ -319,10 +337,16 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
 class DiffusionPlusConfig(DiffusionPlusBaseConfig):
     """Diffusion Policy with the 1D temporal U-Net denoiser (the paper's DP-C)."""
 
+    # Channels of each U-Net level; every level but the last halves the time axis. (256, 512, 1024) is the
+    # paper's real-robot size (63.5M); (64, 128, 256) (4.5M) is practical on a CPU.
     down_dims: tuple[int, ...] = (256, 512, 1024)
+    # Temporal convolution width (odd, so the length is kept).
     kernel_size: int = 5
+    # GroupNorm groups in every residual block; must divide every entry of down_dims.
     n_groups: int = 8
+    # Width of the sinusoidal diffusion-step embedding, fed with the observation features to FiLM.
     diffusion_step_embed_dim: int = 128
+    # FiLM with a per-channel scale and bias (the paper); false uses the bias only.
     use_film_scale_modulation: bool = True
 
     @property
@@ -354,12 +378,16 @@ class DiffusionPlusConfig(DiffusionPlusBaseConfig):
 class DiffusionPlusTransformerConfig(DiffusionPlusBaseConfig):
     """Diffusion Policy with the transformer denoiser (the paper's DP-T)."""
 
+    # Decoder blocks, attention heads and token width (the paper: 8 x 4 heads x 256, about 9M parameters).
     n_layer: int = 8
     n_head: int = 4
     n_emb: int = 256
+    # Dropout on the token embeddings and inside attention (the paper: 0 and 0.3; 0.01 on PushT).
     p_drop_emb: float = 0.0
     p_drop_attn: float = 0.3
+    # An action token attends only to itself and earlier ones, and to the observations up to its own step.
     causal_attn: bool = True
+    # 0: observation tokens go through an MLP; > 0: through a transformer encoder of that many layers.
     n_cond_layers: int = 0
 
     # The paper's transformer recipe: AdamW (0.9, 0.95), decay 1e-3 on weight matrices, 1000 warmup steps.
