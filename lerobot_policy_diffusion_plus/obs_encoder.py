@@ -86,7 +86,8 @@ def resnet_trunk(name: str, weights: str | None, use_group_norm: bool) -> nn.Mod
     if weights:
         net = getattr(torchvision.models, name)(weights=None, norm_layer=FrozenBatchNorm2d)
         if not _FROM_CHECKPOINT.get():
-            net.load_state_dict(_pretrained_state(name, weights), strict=False)
+            trunk_keys = {k for k in net.state_dict() if not k.startswith("fc.")}
+            net.load_state_dict(_pretrained_state(name, weights, trunk_keys), strict=False)
     else:
         net = getattr(torchvision.models, name)(weights=None)
         if use_group_norm:
@@ -94,7 +95,7 @@ def resnet_trunk(name: str, weights: str | None, use_group_norm: bool) -> nn.Mod
     return nn.Sequential(*list(net.children())[:-2])
 
 
-def _pretrained_state(name: str, weights: str) -> dict[str, Tensor]:
+def _pretrained_state(name: str, weights: str, trunk_keys: set[str]) -> dict[str, Tensor]:
     """The trunk's state dict from a local file or a torchvision weights name; every trunk key must be there."""
     path = Path(weights).expanduser()
     if path.suffix in (".pth", ".pt", ".safetensors") or path.exists():
@@ -122,9 +123,7 @@ def _pretrained_state(name: str, weights: str) -> dict[str, Tensor]:
                 "machine with internet (or pass a local .pth file path)",
             )
         state = enum.get_state_dict(progress=False)
-    trunk = {k for k in getattr(torchvision.models, name)(weights=None).state_dict()
-             if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
-    missing = sorted(trunk - set(state))
+    missing = sorted(trunk_keys - set(state))
     if missing:
         raise ConfigError(
             "pretrained_backbone_weights", weights, f"a {name} state dict (missing {missing[:5]}...)"
