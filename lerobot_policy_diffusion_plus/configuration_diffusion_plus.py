@@ -16,6 +16,7 @@ from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
 from lerobot.optim.optimizers import AdamWConfig
 from lerobot.optim.schedulers import CosineAnnealingWithWarmupSchedulerConfig
 
+from .compiled import COMPILE_MODES
 from .errors import ConfigError, check_choice
 from .samplers import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
 
@@ -126,6 +127,14 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # Inference fast path (U-Net): FiLM precomputed per chunk, convolutions as matmuls. Same outputs as
     # the eager modules to float tolerance; false runs the eager modules (e.g. to debug a custom layer).
     fast_inference: bool = True
+    # torch.compile the training loss and each denoising step at inference (LeRobot's `diffusion` names).
+    # The first training step and the first chunk compile (about a minute on a CPU); the compiled code is
+    # cached on disk (compiled.py), so a second start of the same model is warm in seconds. Off by default:
+    # what it gains depends on the machine (BENCHMARKS.md). May be changed at load time.
+    compile_model: bool = False
+    # "default", "reduce-overhead" (CUDA graphs on a GPU, the same as "default" on a CPU), "max-autotune" or
+    # "max-autotune-no-cudagraphs" (also tries generated matmul kernels: a longer first compile).
+    compile_mode: str = "reduce-overhead"
 
     # EMA of the weights (reference schedule); every returned action uses the EMA weights when on. At load
     # time false acts with the live weights of an EMA checkpoint.
@@ -204,6 +213,7 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
         check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
         check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         check_choice("vision_backbone", self.vision_backbone, VISION_BACKBONES)
+        check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
         if self.num_train_timesteps < 1:
             raise ConfigError("num_train_timesteps", self.num_train_timesteps, "an integer >= 1")
         if self.num_inference_steps is not None and not (

@@ -22,9 +22,10 @@ class Denoiser(Protocol):
         """x_t (B, horizon, A), timestep (B,), obs_features (B, n_obs_steps, D) -> (B, horizon, A)."""
         ...
 
-    def conditioned(self, obs_features: Tensor, timesteps: Tensor) -> ChunkDenoiser:
+    def conditioned(self, obs_features: Tensor, timesteps: Tensor, compile_mode: str | None = None) -> ChunkDenoiser:
         """This denoiser bound to one chunk's observation features, as `f(x_t, i)` evaluated at `timesteps[i]`
-        (sampling order), with whatever depends only on the observation and the step computed once here."""
+        (sampling order), with whatever depends only on the observation and the step computed once here.
+        `compile_mode`: run each step through torch.compile in that mode (compiled.py)."""
         ...
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .compiled import compiled
 from .denoiser_common import sinusoidal_embedding
 from .samplers import ChunkDenoiser
 
@@ -116,16 +117,19 @@ class TransformerDenoiser(nn.Module):
     def forward(self, x: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
         return self._decode(x, self._memory(timestep, obs_features))
 
-    def conditioned(self, obs_features: Tensor, timesteps: Tensor) -> ChunkDenoiser:
+    def conditioned(self, obs_features: Tensor, timesteps: Tensor, compile_mode: str | None = None) -> ChunkDenoiser:
         """The denoiser for one chunk, as `f(x_t, i)` evaluated at `timesteps[i]` (sampling order).
 
         The condition memory depends only on the observation and the step: it is encoded for every step
-        at once here, so each denoising step runs the decoder only.
+        at once here, so each denoising step runs the decoder only, compiled with `compile_mode` when given.
         """
         n, B = timesteps.shape[0], obs_features.shape[0]
         memory = self._memory(timesteps.repeat_interleave(B), obs_features.repeat(n, 1, 1))
         memory = memory.view(n, B, *memory.shape[1:])
-        return lambda x, i: self._decode(x, memory[i])
+        decode = TransformerDenoiser._decode
+        if compile_mode is not None:
+            decode = compiled(decode, compile_mode)
+        return lambda x, i: decode(self, x, memory[i])
 
     def _memory(self, timestep: Tensor, obs_features: Tensor) -> Tensor:
         step_token = sinusoidal_embedding(timestep, self.n_emb).unsqueeze(1)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from . import unet_fast_path
+from .compiled import compiled
 from .denoiser_common import DiffusionStepEmbedding
 from .samplers import ChunkDenoiser
 
@@ -115,18 +116,22 @@ class UNet1dDenoiser(nn.Module):
             h = up(res2(res1(h, cond), cond))
         return self.head(h).transpose(1, 2)
 
-    def conditioned(self, obs_features: Tensor, timesteps: Tensor) -> ChunkDenoiser:
+    def conditioned(self, obs_features: Tensor, timesteps: Tensor, compile_mode: str | None = None) -> ChunkDenoiser:
         """The denoiser for one chunk, as `f(x_t, i)` evaluated at `timesteps[i]` (sampling order).
 
         The conditioning vector of every step depends only on the observation and the step: it is computed
-        here, once per chunk. The fast path also precomputes every block's FiLM from it.
+        here, once per chunk. The fast path also precomputes every block's FiLM from it. With `compile_mode`
+        each step runs compiled (compiled.py).
         """
         n, B = timesteps.shape[0], obs_features.shape[0]
         emb = self.step_embedding(timesteps)[:, None].expand(n, B, -1)
         cond = torch.cat([emb, obs_features.flatten(1)[None].expand(n, B, -1)], dim=-1)  # (n, B, D)
         if self.fast_inference:
-            return unet_fast_path.chunk_denoiser(self, cond)
-        return lambda x, i: self._forward(x, cond[i])
+            return unet_fast_path.chunk_denoiser(self, cond, compile_mode)
+        step = UNet1dDenoiser._forward
+        if compile_mode is not None:
+            step = compiled(step, compile_mode)
+        return lambda x, i: step(self, x, cond[i])
 
     def residual_blocks(self) -> list[FiLMResidualBlock]:
         """Residual blocks in the order `forward` runs them."""

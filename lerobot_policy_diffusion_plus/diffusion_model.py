@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from lerobot.utils.constants import ACTION
 
 from . import samplers
+from .compiled import compiled
 from .configuration_diffusion_plus import DiffusionPlusBaseConfig
 from .denoiser_common import Denoiser
 from .denoiser_transformer import TransformerDenoiser
@@ -93,21 +94,35 @@ class DiffusionPlusModel(nn.Module):
         decay, no_decay = self.denoiser.param_groups()
         return decay, no_decay, list(self.obs_encoder.parameters())
 
-    def loss(self, batch: dict[str, Tensor], generator: torch.Generator, reduction: str = "mean") -> Tensor:
+    def loss(
+        self,
+        batch: dict[str, Tensor],
+        generator: torch.Generator,
+        reduction: str = "mean",
+        compile_mode: str | None = None,
+    ) -> Tensor:
         """Denoising loss on `batch` (observations with a time axis, ACTION, optionally `action_is_pad`).
 
         The noise, then the timesteps, are drawn from `generator`. `reduction="none"`: one loss per sample.
+        `compile_mode`: run everything after the draws through torch.compile in that mode (compiled.py).
         """
         x0 = batch[ACTION]
-        obs = self.encode(batch)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         T = self.alphas_cumprod.shape[0]
         t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=x0.device)
-        out = self.denoiser(samplers.add_noise(self.alphas_cumprod, x0, noise, t), t, obs)
+        obs = {k: batch[k] for k in self.input_keys}
+        pad = batch.get("action_is_pad") if self.mask_loss_for_padding else None
+        terms = DiffusionPlusModel._loss if compile_mode is None else compiled(DiffusionPlusModel._loss, compile_mode)
+        return terms(self, obs, x0, noise, t, pad, reduction)
+
+    def _loss(
+        self, obs: dict[str, Tensor], x0: Tensor, noise: Tensor, t: Tensor, pad: Tensor | None, reduction: str
+    ) -> Tensor:
+        out = self.denoiser(samplers.add_noise(self.alphas_cumprod, x0, noise, t), t, self.encode(obs))
         loss = F.mse_loss(out, samplers.training_target(self.prediction_type, x0, noise), reduction="none")
         keep = torch.ones_like(loss)
-        if self.mask_loss_for_padding and "action_is_pad" in batch:
-            keep = keep * ~batch["action_is_pad"].unsqueeze(-1)
+        if pad is not None:
+            keep = keep * ~pad.unsqueeze(-1)
         if reduction == "none":
             return (loss * keep).flatten(1).sum(1) / keep.flatten(1).sum(1).clamp(min=1)
         return (loss * keep).sum() / keep.sum().clamp(min=1)
@@ -121,12 +136,14 @@ class DiffusionPlusModel(nn.Module):
         noise: Tensor | None = None,
         guide_x0: samplers.Guide | None = None,
         fast_inference: bool | None = None,
+        compile_mode: str | None = None,
     ) -> Tensor:
         """Normalised actions over the whole horizon (B, horizon, A) for features (B, n_obs_steps, D).
 
         `noise` is x_T (drawn from the global RNG when None); `guide_x0` rewrites the clean-sample estimate
         at every step (real-time chunking). The sampler, its step count and `fast_inference` (the U-Net's
-        fast path; None keeps the built one) are inference settings: they may differ from chunk to chunk.
+        fast path; None keeps the built one) and `compile_mode` (None: eager) are inference settings: they
+        may differ from chunk to chunk.
         """
         shape = (obs_features.shape[0], self.horizon, self.action_dim)
         if noise is None:
@@ -139,7 +156,7 @@ class DiffusionPlusModel(nn.Module):
         if fast_inference is not None and isinstance(self.denoiser, UNet1dDenoiser):
             self.denoiser.fast_inference = fast_inference
         table = self.step_table(sampler, num_steps, obs_features.device)
-        chunk_denoiser = self.denoiser.conditioned(obs_features, table.timesteps)
+        chunk_denoiser = self.denoiser.conditioned(obs_features, table.timesteps, compile_mode)
         return samplers.denoise(
             chunk_denoiser, noise, table, self.prediction_type, self.clip_sample_range, guide_x0=guide_x0
         )

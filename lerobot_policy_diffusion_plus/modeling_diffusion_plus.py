@@ -84,7 +84,11 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
     def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, None]:
         """Denoising loss; `reduction="none"` gives one loss per sample (lerobot-train's sample weighting)."""
         generator = self._step_generator(batch[ACTION].device)
-        return self.model.loss(batch, generator, reduction), None
+        return self.model.loss(batch, generator, reduction, self._compile_mode), None
+
+    @property
+    def _compile_mode(self) -> str | None:
+        return self.config.compile_mode if self.config.compile_model else None
 
     def _step_generator(self, device: torch.device) -> torch.Generator:
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
@@ -204,7 +208,8 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         cfg = self.config
         # Read from the config per chunk: the sampler, its steps and the fast path may change on a live policy.
         actions = self.inference_model.sample(
-            features, cfg.noise_scheduler_type, cfg.sampler_steps, noise, guide_x0, cfg.fast_inference
+            features, cfg.noise_scheduler_type, cfg.sampler_steps, noise, guide_x0, cfg.fast_inference,
+            self._compile_mode,
         )
         start = cfg.n_obs_steps - 1
         actions = actions[:, start : start + cfg.n_action_steps]

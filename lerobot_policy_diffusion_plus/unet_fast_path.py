@@ -15,14 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .compiled import compiled
 from .samplers import ChunkDenoiser
 
 if TYPE_CHECKING:
     from .denoiser_unet import Conv1dBlock, FiLMResidualBlock, UNet1dDenoiser
 
 
-def chunk_denoiser(unet: UNet1dDenoiser, cond: Tensor) -> ChunkDenoiser:
-    """`f(x_t, i)` for the condition vectors `cond` (n steps, B, D) of one chunk."""
+def chunk_denoiser(unet: UNet1dDenoiser, cond: Tensor, compile_mode: str | None = None) -> ChunkDenoiser:
+    """`f(x_t, i)` for the condition vectors `cond` (n steps, B, D) of one chunk; each step compiled with
+    `compile_mode` when given."""
     n = cond.shape[0]
     mats, film_weight, film_bias = _inference_weights(unet)
     all_films = F.linear(F.mish(cond), film_weight, film_bias).unsqueeze(2)  # (n, B, 1, sum of widths)
@@ -36,7 +38,8 @@ def chunk_denoiser(unet: UNet1dDenoiser, cond: Tensor) -> ChunkDenoiser:
     # Regrouped by step ([step][block] -> (scale, bias)) so a step does no indexing of its own.
     per_step = list(zip(*[zip([None] * n if scale is None else scale.unbind(0), bias.unbind(0))
                           for scale, bias in films]))
-    return lambda x, i: _forward(unet, x, per_step[i], mats)
+    step = _forward if compile_mode is None else compiled(_forward, compile_mode)
+    return lambda x, i: step(unet, x, per_step[i], mats)
 
 
 def _inference_weights(unet: UNet1dDenoiser) -> tuple[dict[nn.Module, Tensor], Tensor, Tensor]:
