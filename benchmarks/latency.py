@@ -7,6 +7,13 @@ Samplers LeRobot's diffusion lacks (DPM++2M) are compared with our own U-Net at 
                                  [--device cpu] [--threads N] [--json out.json]
                                  [--plot out.png [--plot-steps 1 2 4 10 25 50 100]]
     python benchmarks/latency.py --cameras [--sizes small] [--repeats 10]   # SO-100, two 640x480 cameras
+    python benchmarks/latency.py --compile [--compile-mode default] [--sizes small large] [--repeats 10]
+    python benchmarks/latency.py --cameras --compile [--sizes small]   # cameras, eager and compiled
+
+--compile measures DDIM-10 chunks of ours and LeRobot's `diffusion`, each eager and compiled
+(`compile_model=true`: our denoising step, LeRobot's U-Net), and the first chunk of each compiled policy twice:
+from an empty compile cache (a first start) and in a new process that finds the cache the first one left
+(a second start; Python's imports and building the policy come before it and are not counted).
 
 --cameras measures an SO-100 policy (6 joints, two 480x640 cameras) instead: both at the same working
 resolution (240x320, crop 216x288), U-Net, horizon 16, 2 observations and DDIM-10, then each at its own
@@ -19,8 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
@@ -38,10 +49,12 @@ FEATURES = {
 ACTION = {"action": PolicyFeature(FeatureType.ACTION, (2,))}
 
 
-def build(policy_type: str, size: str, sampler: str, steps: int, device: str):
+def build(policy_type: str, size: str, sampler: str, steps: int, device: str, compile_mode: str | None = None):
     common = dict(device=device, input_features=dict(FEATURES), output_features=dict(ACTION),
                   n_obs_steps=2, horizon=16, n_action_steps=8,
                   noise_scheduler_type=sampler, num_inference_steps=steps)
+    if compile_mode is not None:
+        common.update(compile_model=True, compile_mode=compile_mode)
     if policy_type == "diffusion_plus_transformer":
         config = make_policy_config(policy_type, **common)  # paper size (8 layers, 256-d)
     else:
@@ -57,7 +70,7 @@ SO100 = {
 }
 
 
-def build_camera_policy(policy_type: str, size: str | None, device: str):
+def build_camera_policy(policy_type: str, size: str | None, device: str, compile_mode: str | None = None):
     """SO-100 policy; size None: the type's own defaults, else equal settings at that U-Net size."""
     common = dict(device=device, input_features=dict(SO100),
                   output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
@@ -68,15 +81,21 @@ def build_camera_policy(policy_type: str, size: str | None, device: str):
         common.update(down_dims=tuple(SIZES[size]), n_obs_steps=2, horizon=16, n_action_steps=8,
                       resize_shape=(240, 320), crop_ratio=0.9, crop_shape=None, use_group_norm=True,
                       use_separate_rgb_encoder_per_camera=False)
+    if compile_mode is not None:
+        common.update(compile_model=True, compile_mode=compile_mode)
     config = make_policy_config(policy_type, **common)
     return get_policy_class(policy_type)(config).to(device).eval()
 
 
-def measure_cameras(sizes, repeats, device):
+def measure_cameras(sizes, repeats, device, compile_mode: str | None = None):
+    """Equal settings per size, then each at its own defaults; with `compile_mode`, both also compiled at
+    equal settings (the ratio stays against LeRobot's eager `diffusion`)."""
     rows = []
     for size in [*sizes, None]:
-        entries = ["diffusion", "diffusion_plus"]
-        policies = {e: build_camera_policy(e, size, device) for e in entries}
+        entries = [("diffusion", None), ("diffusion_plus", None)]
+        if compile_mode is not None and size is not None:
+            entries += [("diffusion", compile_mode), ("diffusion_plus", compile_mode)]
+        policies = {e: build_camera_policy(e[0], size, device, e[1]) for e in entries}
         obs = {k: torch.rand(1, *ft.shape, device=device) for k, ft in SO100.items()}
         times = {e: [] for e in entries}
         for e in entries:
@@ -85,15 +104,17 @@ def measure_cameras(sizes, repeats, device):
         for _ in range(repeats):
             for e in entries:
                 times[e].append(chunk_latency(policies[e], device, obs))
-        base = statistics.median(times["diffusion"])
+        base = statistics.median(times[("diffusion", None)])
         label = f"equal settings, U-Net {size}" if size else "each at its own defaults"
         for e in entries:
             med = statistics.median(times[e])
             net = policies[e].model if hasattr(policies[e], "model") else policies[e].diffusion  # not the EMA copy
             params = sum(p.numel() for p in net.parameters())
-            rows.append({"policy": e, "settings": label, "params_M": round(params / 1e6, 2),
+            mode = "eager" if e[1] is None else f"compiled ({e[1]})"
+            rows.append({"policy": e[0], "settings": label, "mode": mode, "params_M": round(params / 1e6, 2),
                          "median_ms": round(med * 1e3, 1), "ratio_vs_diffusion": round(med / base, 3)})
-            print(f"{label:28s} {e:15s} {params / 1e6:6.1f}M {med * 1e3:9.1f} ms  x{med / base:.3f} of diffusion")
+            print(f"{label:28s} {e[0]:15s} {mode:20s} {params / 1e6:6.1f}M {med * 1e3:9.1f} ms  "
+                  f"x{med / base:.3f} of diffusion eager")
     return rows
 
 
@@ -108,6 +129,44 @@ def chunk_latency(policy, device: str, obs: dict | None = None) -> float:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def measure_compiled(sizes, repeats, device, mode):
+    rows = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = tmp  # empty: the first chunk is a first start
+            entries = [(t, m) for t in ("diffusion", "diffusion_plus") for m in (None, mode)]
+            policies = {e: build(e[0], size, "DDIM", 10, device, e[1]) for e in entries}
+            first = {e: chunk_latency(policies[e], device) for e in entries}
+            second = {e: second_start(e[0], size, e[1], device) for e in entries if e[1] is not None}
+            for e in entries:
+                chunk_latency(policies[e], device)
+            times = {e: [] for e in entries}
+            for _ in range(repeats):
+                for e in entries:
+                    times[e].append(chunk_latency(policies[e], device))
+        med = {e: statistics.median(times[e]) for e in entries}
+        for e in entries:
+            label = "eager" if e[1] is None else f"compiled ({e[1]})"
+            row = {"policy": e[0], "size": size, "mode": label, "median_ms": round(med[e] * 1e3, 2),
+                   "ratio_vs_diffusion_eager": round(med[e] / med[("diffusion", None)], 3),
+                   "ratio_vs_diffusion_same_mode": round(med[e] / med[("diffusion", e[1])], 3)}
+            if e[1] is not None:
+                row.update(first_start_s=round(first[e], 1), second_start_s=round(second[e], 2))
+            rows.append(row)
+            starts = f"  first chunk {first[e]:.1f} s, in a second process {second[e]:.1f} s" if e[1] else ""
+            print(f"{size:5s} {e[0]:15s} {label:20s} {med[e] * 1e3:8.2f} ms  x{row['ratio_vs_diffusion_eager']:.3f} of "
+                  f"diffusion eager, x{row['ratio_vs_diffusion_same_mode']:.3f} of diffusion {label}{starts}")
+    return rows
+
+
+def second_start(policy_type: str, size: str, mode: str, device: str) -> float:
+    """First-chunk seconds of the compiled policy in a new process (the compile cache set in the environment)."""
+    cmd = [sys.executable, __file__, "--first-chunk", policy_type, "--sizes", size, "--compile-mode", mode,
+           "--device", device, "--threads", str(torch.get_num_threads())]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def measure(sizes, samplers, repeats, device):
@@ -176,13 +235,21 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="also write a PNG of latency against DDIM steps")
     parser.add_argument("--plot-steps", type=int, nargs="+", default=[1, 2, 4, 10, 25, 50, 100])
     parser.add_argument("--cameras", action="store_true", help="SO-100 with two 640x480 cameras (see above)")
+    parser.add_argument("--compile", action="store_true", help="eager against compiled, DDIM-10 (see above)")
+    parser.add_argument("--compile-mode", default="default")
+    parser.add_argument("--first-chunk", default=None, help=argparse.SUPPRESS)  # second_start's child process
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.first_chunk:
+        print(chunk_latency(build(args.first_chunk, args.sizes[0], "DDIM", 10, args.device, args.compile_mode), args.device))
+        return
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, device {args.device}")
     if args.cameras:
-        rows = measure_cameras(args.sizes, args.repeats, args.device)
+        rows = measure_cameras(args.sizes, args.repeats, args.device, args.compile_mode if args.compile else None)
+    elif args.compile:
+        rows = measure_compiled(args.sizes, args.repeats, args.device, args.compile_mode)
     else:
         rows = measure(args.sizes, args.samplers, args.repeats, args.device)
     if args.json:

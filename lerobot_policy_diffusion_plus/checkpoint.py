@@ -4,7 +4,7 @@
 applied, then loads `model.safetensors`. An override of a field that shapes the network or its inputs
 (a crop, a mask, a group count) can leave every weight shape intact and still change the actions, so the
 model-defining fields are saved beside the weights (`model_fields`, JSON as bytes) and compared by name at
-load time. Only inference settings (sampler, step count, actions per chunk, EMA use, fast path) may change.
+load time. Only inference settings (sampler, step count, actions per chunk, EMA use, fast path, compilation) may change.
 Weights must also be complete, of the right shapes and finite.
 """
 
@@ -101,7 +101,7 @@ def _check_fields(state: dict, expected: dict, model_file: str) -> None:
                 f"{model_file} was trained with other settings than this config asks for ({details}); these "
                 "define the network or its inputs and must be as in training. Only inference settings "
                 "(noise_scheduler_type, num_inference_steps, n_action_steps, use_ema, fast_inference, "
-                "clamp_actions) may change at load time"
+                "compile_model, compile_mode, clamp_actions) may change at load time"
             )
         state["model_fields"] = expected["model_fields"]
     # Checkpoints written before `model_fields` existed carry the schedule and a few settings as numbers.

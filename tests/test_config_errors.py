@@ -28,6 +28,8 @@ CASES = {
                                 ["num_inference_steps=100", "1..num_train_timesteps - 1 = 99"]),
     "heads_do_not_divide": ("diffusion_plus_transformer", ["--policy.n_emb=30", "--policy.n_head=4"],
                             ["n_emb=30", "multiple of n_head=4"]),
+    "unknown_compile_mode": ("diffusion_plus", ["--policy.compile_model=true", "--policy.compile_mode=fast"],
+                             ["compile_mode='fast'", "'default', 'reduce-overhead', 'max-autotune'"]),
 }
 
 

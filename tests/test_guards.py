@@ -61,9 +61,10 @@ def test_architecture_overrides_at_load_are_refused_by_name(tmp_path, policy_typ
 def test_inference_settings_may_change_at_load(tmp_path):
     make_policy(make_config("diffusion_plus", "one_camera")).save_pretrained(tmp_path)
     overrides = ["--noise_scheduler_type=DDPM", "--num_inference_steps=20", "--n_action_steps=8",
-                 "--fast_inference=false", "--clamp_actions=false"]
+                 "--fast_inference=false", "--clamp_actions=false", "--compile_model=true", "--compile_mode=default"]
     policy = _policy_class("diffusion_plus").from_pretrained(tmp_path, cli_overrides=overrides)
     assert policy.config.sampler_steps == 20 and policy.config.n_action_steps == 8
+    assert policy.config.compile_model and policy.config.compile_mode == "default"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,186 @@
+"""Does the camera path learn? Two 640x480 cameras whose content sets two joints, trained on a CPU in a fixed
+wall-clock budget, against blind predictors and LeRobot's `diffusion` at its defaults.
+
+    python benchmarks/camera_learning.py --workdir runs/camera_learning [--minutes 14] [--batch-size 16]
+                                         [--json benchmarks/results/camera_learning_cpu.json]
+
+1. Data (diffusion_plus_tools/so100_synthetic.py, 480x640 PNG frames): a training set and a held-out set with
+   other seeds. `shoulder_pan` points at the red disc of the `front` camera, `wrist_flex` follows the green
+   disc of `wrist`. A disc jumps to a random place every 8 to 15 frames and drifts slowly in between, so on
+   the frame of a jump only the image says where these two joints go.
+2. Training: `lerobot-train`, one policy after the other, each stopped after the same wall-clock budget and
+   evaluated at its last checkpoint. diffusion_plus with the CPU settings README gives for a robot
+   (`n_obs_steps=1`, `resize_shape=[120,160]`, U-Net 64/128/256); LeRobot's `diffusion` at its defaults
+   except `pretrained_backbone_weights=null` (offline: no ImageNet download). Same batch, data and seed; both
+   warm the learning rate up over 50 steps instead of 500 (a budget of minutes is a few hundred steps).
+3. Held-out error, in degrees, of the first predicted action on the two image-driven joints: on every frame
+   of a jump (where the current position is more than 2 degrees off the action) and on every 4th other
+   ("drift") frame. Both
+   policies get the held-out observation windows through `predict_action_chunk`, LeRobot's with DDIM-10
+   (its default DDPM-100 would take hours on this CPU). Beside them two blind predictors: "hold" (the current
+   position: right while a disc drifts, wrong at every jump) and "mean" (the training set's mean action).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffusion_plus_tools import lerobot_cli, so100_synthetic
+
+JOINTS = {"shoulder_pan": so100_synthetic.PAN, "wrist_flex": so100_synthetic.FLEX}
+JUMP_DEGREES = 2.0
+# A budget of minutes is a few hundred steps: both warm the learning rate up over 50 steps, not 500.
+WARMUP = ["--policy.scheduler_warmup_steps=50"]
+OURS = ["--policy.n_obs_steps=1", "--policy.resize_shape=[120,160]", "--policy.down_dims=[64,128,256]",
+        "--policy.n_action_steps=8", *WARMUP]
+THEIRS = ["--policy.pretrained_backbone_weights=null", *WARMUP]
+
+
+def make_data(work: Path, episodes: int, held_out: int, frames: int) -> tuple[Path, Path]:
+    train, test = work / "train", work / "held_out"
+    for root, n, seed in ((train, episodes, 0), (test, held_out, 1)):
+        if not (root / "meta" / "info.json").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            t0 = time.time()
+            so100_synthetic.write(root, episodes=n, frames=frames, seed=seed)
+            print(f"wrote {root} ({n} episodes x {frames} frames) in {time.time() - t0:.0f} s", flush=True)
+    return train, test
+
+
+def checkpoints(out: Path) -> list[Path]:
+    done = [p for p in (out / "checkpoints").glob("[0-9]*") if (p / "pretrained_model" / "model.safetensors").exists()]
+    return sorted(done, key=lambda p: int(p.name))
+
+
+def train(policy_type: str, data: Path, work: Path, args) -> dict:
+    """lerobot-train for `args.minutes`, keeping only the newest complete checkpoint (LeRobot's defaults save
+    3 GB each)."""
+    out = work / policy_type
+    shutil.rmtree(out, ignore_errors=True)
+    extra = (OURS if policy_type == "diffusion_plus" else THEIRS) + ["--save_checkpoint=true"]
+    flags = lerobot_cli.train_flags(
+        policy_type, data, out, steps=1_000_000, batch_size=args.batch_size, save_freq=args.save_freq[policy_type],
+        device="cpu", repo_id="local/so100_synth", num_workers=1, log_freq=10, seed=1000, extra=extra)
+    start = time.time()
+
+    def done() -> bool:
+        for old in checkpoints(out)[:-1]:
+            shutil.rmtree(old)
+        return time.time() - start > args.minutes * 60
+
+    wall = lerobot_cli.run([str(lerobot_cli.default_bin() / "lerobot-train"), *flags], work / f"{policy_type}.log",
+                           threads=args.threads, done=done, mode="w")
+    kept = checkpoints(out)
+    if not kept:
+        raise SystemExit(f"{policy_type}: no checkpoint within {args.minutes} minutes; raise --minutes or lower "
+                         f"the save frequency (see {work / f'{policy_type}.log'})")
+    return {"checkpoint": kept[-1], "steps": int(kept[-1].name), "train_wall_s": round(wall)}
+
+
+def windows(root: Path, n_obs: int):
+    """The dataset at `root` with observation windows of `n_obs` steps (each item: (n_obs, ...) per key)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    meta = LeRobotDataset(repo_id="local/so100_synth", root=root).meta
+    keys = [k for k in meta.features if k.startswith("observation.")]
+    deltas = {k: [i / meta.fps for i in range(1 - n_obs, 1)] for k in keys}
+    return LeRobotDataset(repo_id="local/so100_synth", root=root, delta_timestamps=deltas), keys
+
+
+def actions_and_states(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame's action and current position (frames, 6), without decoding images."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    frames = LeRobotDataset(repo_id="local/so100_synth", root=root).hf_dataset
+    return (np.stack([np.asarray(a) for a in frames["action"]]),
+            np.stack([np.asarray(s) for s in frames["observation.state"]]))
+
+
+def predict(checkpoint: Path, root: Path, frames: np.ndarray, batch_size: int) -> np.ndarray:
+    """First action of the chunk predicted at each of `frames`, unnormalised: (len(frames), 6)."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    path = checkpoint / "pretrained_model"
+    config = PreTrainedConfig.from_pretrained(path)
+    config.device = "cpu"
+    config.noise_scheduler_type, config.num_inference_steps = "DDIM", 10
+    policy = get_policy_class(config.type).from_pretrained(path, config=config).eval()
+    pre, post = make_pre_post_processors(config, pretrained_path=str(path))
+    dataset, keys = windows(root, config.n_obs_steps)
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(frames), batch_size):
+            items = [dataset[int(i)] for i in frames[s : s + batch_size]]
+            batch = pre({k: torch.stack([it[k] for it in items]) for k in keys})
+            policy.reset()
+            chunk = policy.predict_action_chunk({k: v for k, v in batch.items() if k.startswith("observation.")})
+            out.append(post(chunk[:, 0]))
+    return torch.cat(out).numpy()
+
+
+def errors(pred: np.ndarray, action: np.ndarray, jump: np.ndarray) -> dict:
+    err = np.abs(pred - action)
+    row = {}
+    for name, j in JOINTS.items():
+        row[f"{name}_jump_deg"] = round(float(err[jump, j].mean()), 2)
+        row[f"{name}_drift_deg"] = round(float(err[~jump, j].mean()), 2)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, default=14.0, help="training budget of each policy")
+    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--held-out", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--policies", nargs="+", default=["diffusion_plus", "diffusion"])
+    # Often enough that the budget ends close to a save: LeRobot's defaults take about a minute a step here.
+    parser.add_argument("--save-freq", type=int, nargs=2, default=(50, 2), metavar=("OURS", "DIFFUSION"))
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    args.save_freq = {"diffusion_plus": args.save_freq[0], "diffusion": args.save_freq[1]}
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    train_root, test_root = make_data(args.workdir, args.episodes, args.held_out, args.frames)
+
+    action, state = actions_and_states(test_root)
+    jump_all = (np.abs(action - state)[:, list(JOINTS.values())] > JUMP_DEGREES).any(axis=1)
+    frames = np.flatnonzero(jump_all | (np.arange(len(action)) % 4 == 0))
+    action, state, jump = action[frames], state[frames], jump_all[frames]
+    train_mean = actions_and_states(train_root)[0].mean(0)
+    rows = [
+        {"predictor": "hold (blind: the current position)", **errors(state, action, jump)},
+        {"predictor": "mean (blind: the training mean)",
+         **errors(np.broadcast_to(train_mean, action.shape), action, jump)},
+    ]
+    for policy_type in args.policies:
+        run = train(policy_type, train_root, args.workdir, args)
+        t0 = time.time()
+        pred = predict(run["checkpoint"], test_root, frames, args.batch_size)
+        rows.append({"predictor": policy_type, "steps": run["steps"], "train_wall_s": run["train_wall_s"],
+                     "eval_s": round(time.time() - t0), **errors(pred, action, jump)})
+    print(f"held-out: {int(jump.sum())} jump frames, {int((~jump).sum())} drift frames; mean absolute error, degrees")
+    for r in rows:
+        extra = f"  ({r['steps']} steps in {r['train_wall_s']} s)" if "steps" in r else ""
+        print(f"{r['predictor']:38s} pan jump {r['shoulder_pan_jump_deg']:6.2f} drift {r['shoulder_pan_drift_deg']:6.2f}"
+              f"   flex jump {r['wrist_flex_jump_deg']:6.2f} drift {r['wrist_flex_drift_deg']:6.2f}{extra}")
+    if args.json:
+        meta = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "torch": torch.__version__,
+                "date": time.strftime("%Y-%m-%d"), "args": {k: str(v) for k, v in vars(args).items()},
+                "jump_frames": int(jump.sum()), "drift_frames": int((~jump).sum())}
+        args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
