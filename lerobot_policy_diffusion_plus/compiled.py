@@ -23,7 +23,7 @@ _compiled: dict[tuple[Callable, str], Callable] = {}
 
 
 def cache_dir() -> Path:
-    """Where compiled kernels are kept: $TORCHINDUCTOR_CACHE_DIR when the user set it, else the user cache."""
+    """Our compile cache under the user's cache folder (used unless the user set $TORCHINDUCTOR_CACHE_DIR)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "lerobot_policy_diffusion_plus" / "torch_compile"
 

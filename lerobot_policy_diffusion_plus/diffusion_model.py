@@ -112,7 +112,9 @@ class DiffusionPlusModel(nn.Module):
         t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=x0.device)
         obs = {k: batch[k] for k in self.input_keys}
         pad = batch.get("action_is_pad") if self.mask_loss_for_padding else None
-        terms = DiffusionPlusModel._loss if compile_mode is None else compiled(DiffusionPlusModel._loss, compile_mode)
+        terms = DiffusionPlusModel._loss
+        if compile_mode is not None:
+            terms = compiled(terms, compile_mode)
         return terms(self, obs, x0, noise, t, pad, reduction)
 
     def _loss(
