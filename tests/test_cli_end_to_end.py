@@ -10,7 +10,11 @@ from cli import SMALL_ARGS, run_cli, train_args
 from conftest import POLICY_TYPES
 
 
-@pytest.mark.parametrize("policy_type", POLICY_TYPES)
+# The transformer runs the same lerobot-train / lerobot-eval path with another config: `slow` keeps the
+# default suite under 10 minutes; its factory, save/load and policy steps are in the default suite.
+@pytest.mark.parametrize(
+    "policy_type", [POLICY_TYPES[0], pytest.param(POLICY_TYPES[1], marks=pytest.mark.slow)]
+)
 def test_train_then_eval_on_pusht(policy_type, pusht_dataset, tmp_path):
     out = tmp_path / "train"
     result = run_cli("lerobot-train", *train_args(policy_type, pusht_dataset, out, 30, *SMALL_ARGS[policy_type]))
