@@ -19,6 +19,7 @@ from torch import Tensor
 from lerobot.configs import NormalizationMode
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION
+
 from . import checkpoint, rtc, samplers
 from .configuration_diffusion_plus import (
     RTC_NEEDS_ONE_OBS,
@@ -148,10 +149,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         it, with the weights of `config.rtc_config` (set by lerobot-rollout) when present.
         """
         if self._has_time_axis(batch):
-            obs = {k: batch[k] for k in self.model.input_keys}
-            self._check_finite(obs)
-            self._check_image_shapes(obs)
-            features = self.inference_model.encode(obs)
+            features = self.inference_model.encode(self._checked_observation(batch))
         else:
             if self.config.n_obs_steps > 1:
                 raise ObservationError(f"n_obs_steps={self.config.n_obs_steps} must be {RTC_NEEDS_ONE_OBS}")
@@ -221,11 +219,6 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
             actions = actions.clamp(-1.0, 1.0)
         return actions
 
-    def _step_table(self, device: torch.device) -> samplers.StepTable:
-        """The table the next chunk samples with (built lazily: the sampler may change on a loaded policy)."""
-        cfg = self.config
-        return self.inference_model.step_table(cfg.noise_scheduler_type, cfg.sampler_steps, device)
-
     # --- observation history ------------------------------------------------------------------------
     def _has_time_axis(self, batch: dict[str, Tensor]) -> bool:
         key = self.model.input_keys[0]
@@ -252,12 +245,16 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
                     f"{key} has shape {tuple(obs[key].shape[-3:])}, the policy was trained on {tuple(ft.shape)}"
                 )
 
-    def _push_observation(self, batch: dict[str, Tensor]) -> None:
+    def _checked_observation(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The keys the encoder reads, refused if missing, non-finite or of another image size."""
         self._check_present(batch)
         obs = {k: batch[k] for k in self.model.input_keys}
         self._check_finite(obs)
         self._check_image_shapes(obs)
-        self._obs_history.push(obs)
+        return obs
+
+    def _push_observation(self, batch: dict[str, Tensor]) -> None:
+        self._obs_history.push(self._checked_observation(batch))
 
     def _history_features(self) -> Tensor:
         return self._obs_history.features(self.inference_model.encode_frame)

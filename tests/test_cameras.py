@@ -218,4 +218,5 @@ def test_ddim_10_is_the_default_sampler():
     config = make_config("diffusion_plus")
     assert config.noise_scheduler_type == "DDIM" and config.sampler_steps == 10
     policy = make_policy(config).eval()
-    assert len(policy._step_table(torch.device("cpu")).timesteps) == 10
+    table = policy.inference_model.step_table(config.noise_scheduler_type, config.sampler_steps, torch.device("cpu"))
+    assert len(table.timesteps) == 10
