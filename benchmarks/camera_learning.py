@@ -67,8 +67,9 @@ def train(policy_type: str, data: Path, work: Path, args) -> dict:
     """lerobot-train for `args.minutes`, keeping only the newest complete checkpoint (LeRobot's defaults save
     3 GB each)."""
     out = work / policy_type
-    if args.reuse and checkpoints(out):
-        return {"checkpoint": checkpoints(out)[-1], "steps": int(checkpoints(out)[-1].name), "train_wall_s": None}
+    kept = checkpoints(out) if args.reuse else []
+    if kept:
+        return {"checkpoint": kept[-1], "steps": int(kept[-1].name), "train_wall_s": None}
     shutil.rmtree(out, ignore_errors=True)
     extra = (OURS if policy_type == "diffusion_plus" else THEIRS) + ["--save_checkpoint=true"]
     flags = lerobot_cli.train_flags(
@@ -92,15 +93,15 @@ def train(policy_type: str, data: Path, work: Path, args) -> dict:
     kept = checkpoints(out)
     if not kept:
         raise SystemExit(f"{policy_type}: no checkpoint within {args.minutes} minutes; raise --minutes or lower "
-                         f"the save frequency (see {work / f'{policy_type}.log'})")
+                         f"the save frequency (see {log})")
     return {"checkpoint": kept[-1], "steps": int(kept[-1].name), "train_wall_s": round(wall)}
 
 
 def windows(root: Path, n_obs: int):
     """The dataset at `root` with observation windows of `n_obs` steps (each item: (n_obs, ...) per key)."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 
-    meta = LeRobotDataset(repo_id="local/so100_synth", root=root).meta
+    meta = LeRobotDatasetMetadata("local/so100_synth", root=root)
     keys = [k for k in meta.features if k.startswith("observation.")]
     deltas = {k: [i / meta.fps for i in range(1 - n_obs, 1)] for k in keys}
     return LeRobotDataset(repo_id="local/so100_synth", root=root, delta_timestamps=deltas), keys
