@@ -124,6 +124,11 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     num_inference_steps: int | None = 10
     # Loss on padded actions past an episode's end is kept by default (the reference); true masks it.
     do_mask_loss_for_padding: bool = False
+    # Noisy copies of each training sample's action chunk, each with its own noise and timestep, all denoised
+    # against one encoding of its observation: the denoiser learns from several noise levels per image
+    # encoded. Where the vision encoder is most of a step (cameras on a CPU) that costs little (4: 11% more
+    # time per step with two cameras; BENCHMARKS.md, camera learning). 1 is the paper's training.
+    noise_samples_per_observation: int = 1
     # Inference fast path (U-Net): FiLM precomputed per chunk, convolutions as matmuls. Same outputs as
     # the eager modules to float tolerance; false runs the eager modules (e.g. to debug a custom layer).
     fast_inference: bool = True
@@ -197,6 +202,8 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     def _validate(self) -> None:
         if self.n_obs_steps < 1:
             raise ConfigError("n_obs_steps", self.n_obs_steps, "an integer >= 1")
+        if self.noise_samples_per_observation < 1:
+            raise ConfigError("noise_samples_per_observation", self.noise_samples_per_observation, "an integer >= 1")
         if self.horizon < 1:
             raise ConfigError("horizon", self.horizon, "an integer >= 1")
         max_action_steps = self.horizon - self.n_obs_steps + 1

@@ -64,6 +64,7 @@ class DiffusionPlusModel(nn.Module):
         self.prediction_type = config.prediction_type
         self.clip_sample_range = config.clip_sample_range if config.clip_sample else None
         self.mask_loss_for_padding = config.do_mask_loss_for_padding
+        self.noise_samples = config.noise_samples_per_observation
         acp = samplers.make_alphas_cumprod(
             config.beta_schedule, config.num_train_timesteps, config.beta_start, config.beta_end
         )
@@ -103,15 +104,18 @@ class DiffusionPlusModel(nn.Module):
     ) -> Tensor:
         """Denoising loss on `batch` (observations with a time axis, ACTION, optionally `action_is_pad`).
 
-        The noise, then the timesteps, are drawn from `generator`. `reduction="none"`: one loss per sample.
+        The noise, then the timesteps, are drawn from `generator`, `noise_samples` of each per sample (the
+        sample's copies adjacent). `reduction="none"`: one loss per sample, the mean over its copies.
         `compile_mode`: run everything after the draws through torch.compile in that mode (compiled.py).
         """
-        x0 = batch[ACTION]
+        x0 = batch[ACTION].repeat_interleave(self.noise_samples, dim=0)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         T = self.alphas_cumprod.shape[0]
         t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=x0.device)
         obs = {k: batch[k] for k in self.input_keys}
         pad = batch.get("action_is_pad") if self.mask_loss_for_padding else None
+        if pad is not None:
+            pad = pad.repeat_interleave(self.noise_samples, dim=0)
         terms = DiffusionPlusModel._loss
         if compile_mode is not None:
             terms = compiled(terms, compile_mode)
@@ -120,13 +124,15 @@ class DiffusionPlusModel(nn.Module):
     def _loss(
         self, obs: dict[str, Tensor], x0: Tensor, noise: Tensor, t: Tensor, pad: Tensor | None, reduction: str
     ) -> Tensor:
-        out = self.denoiser(samplers.add_noise(self.alphas_cumprod, x0, noise, t), t, self.encode(obs))
+        features = self.encode(obs).repeat_interleave(self.noise_samples, dim=0)  # one encoding per sample
+        out = self.denoiser(samplers.add_noise(self.alphas_cumprod, x0, noise, t), t, features)
         loss = F.mse_loss(out, samplers.training_target(self.prediction_type, x0, noise), reduction="none")
         keep = torch.ones_like(loss)
         if pad is not None:
             keep = keep * ~pad.unsqueeze(-1)
         if reduction == "none":
-            return (loss * keep).flatten(1).sum(1) / keep.flatten(1).sum(1).clamp(min=1)
+            per_copy = (loss * keep).flatten(1).sum(1) / keep.flatten(1).sum(1).clamp(min=1)
+            return per_copy.view(-1, self.noise_samples).mean(1)
         return (loss * keep).sum() / keep.sum().clamp(min=1)
 
     # --- inference --------------------------------------------------------------------------------

@@ -58,6 +58,18 @@ def test_a_change_near_any_corner_of_a_640x480_camera_changes_the_features():
                 assert not torch.allclose(encode(changed), base, atol=1e-6), (rows, cols)
 
 
+def test_inference_sees_the_features_training_computes():
+    """Inference runs the ResNet on channels-last input (faster on a CPU); same features as training's layout."""
+    policy = make_policy(so100_config(crop_is_random=False))
+    encoder = policy.model.obs_encoder
+    obs = {k: v[:, None] for k, v in so100_obs(batch=2).items()}
+    with torch.no_grad():
+        trained = encoder(obs)
+        encoder.eval()
+        inferred = encoder(obs)
+    torch.testing.assert_close(inferred, trained, atol=1e-5, rtol=1e-4)
+
+
 def test_two_unrelated_96x96_images_give_different_features():
     config = make_config("diffusion_plus", "one_camera")
     policy = make_policy(config).eval()

@@ -30,6 +30,8 @@ CASES = {
                             ["n_emb=30", "multiple of n_head=4"]),
     "unknown_compile_mode": ("diffusion_plus", ["--policy.compile_model=true", "--policy.compile_mode=fast"],
                              ["compile_mode='fast'", "'default', 'reduce-overhead', 'max-autotune'"]),
+    "no_noise_samples": ("diffusion_plus", ["--policy.noise_samples_per_observation=0"],
+                         ["noise_samples_per_observation=0", "an integer >= 1"]),
 }
 
 

@@ -402,6 +402,28 @@ def test_per_sample_loss_for_sample_weighting():
     torch.testing.assert_close(per_sample.mean(), mean)
 
 
+@pytest.mark.parametrize("policy_type", POLICY_TYPES)
+def test_noise_samples_per_observation_equals_a_repeated_batch(policy_type):
+    """K noisy copies per sample against one encoding: the loss of the batch with every sample repeated K
+    times (a state-only encoder is deterministic), and per sample the mean over its copies."""
+    k = 3
+    config = make_config(policy_type, noise_samples_per_observation=k)
+    policy = make_policy(config)
+    single = make_policy(make_config(policy_type))
+    single.load_state_dict(policy.state_dict())
+    batch = make_batch(config, batch_size=4)
+    repeated = {key: v.repeat_interleave(k, dim=0) for key, v in batch.items()}
+    policy.eval(), single.eval()  # no dropout in the transformer; the noise draws do not depend on the mode
+    for reduction in ("mean", "none"):
+        single.noise_step.copy_(policy.noise_step)
+        ours, _ = policy(batch, reduction=reduction)
+        reference, _ = single(repeated, reduction=reduction)
+        if reduction == "none":
+            assert ours.shape == (4,)
+            reference = reference.view(4, k).mean(1)
+        torch.testing.assert_close(ours, reference)
+
+
 def test_camera_of_another_size_is_refused_at_inference():
     config = make_config("diffusion_plus", "one_camera")
     policy = make_policy(config).eval()
