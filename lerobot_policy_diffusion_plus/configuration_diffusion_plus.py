@@ -32,6 +32,7 @@ LIMITS = {
     "num_train_timesteps": 1000, "num_inference_steps": 1000, "horizon": 512, "n_obs_steps": 32,
     "n_action_steps": 512, "spatial_softmax_num_keypoints": 512, "down_dims": 4096, "kernel_size": 15,
     "diffusion_step_embed_dim": 2048, "n_layer": 48, "n_head": 64, "n_emb": 4096, "n_cond_layers": 48,
+    "noise_samples_per_observation": 256,
 }
 
 
