@@ -156,14 +156,29 @@ class RgbEncoder(nn.Module):
         self.pool = SpatialSoftmax(fmap.shape[1], fmap.shape[2], fmap.shape[3], k)
         self.out = nn.Sequential(nn.Linear(2 * k, 2 * k), nn.ReLU())
         self.feature_dim = 2 * k
+        self._channels_last: tuple[tuple, dict[str, Tensor]] = ((), {})
 
     def forward(self, images: Tensor) -> Tensor:
         images = crop(resize(images, self.working_shape), self.crop_shape, self.training and self.crop_is_random)
-        if not self.training:
-            # oneDNN's convolutions and max pooling run faster on channels-last input on a CPU (its max
-            # pooling about ten times). Training measured no steady gain, so it keeps the default layout.
+        if self.training or torch.is_grad_enabled():
+            features = self.backbone(images)
+        else:
+            # Inference: oneDNN's convolutions and max pooling run faster in channels-last layout on a CPU (its
+            # max pooling about ten times). The weights are used through channels-last copies, because the
+            # module's own must stay contiguous for safetensors. Training measured no steady gain.
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.out(self.pool(self.backbone(images)).flatten(1))
+            features = torch.func.functional_call(self.backbone, self._channels_last_weights(), (images,), strict=False)
+        return self.out(self.pool(features).flatten(1))
+
+    def _channels_last_weights(self) -> dict[str, Tensor]:
+        """Channels-last copies of the convolution weights, made again whenever one was changed or moved (an
+        in-place update such as the EMA's or load_state_dict's bumps a tensor's version)."""
+        convs = [(n, p) for n, p in self.backbone.named_parameters() if p.dim() == 4]
+        key = tuple((p.data_ptr(), p._version) for _, p in convs)
+        if key != self._channels_last[0]:
+            copies = {n: p.detach().contiguous(memory_format=torch.channels_last) for n, p in convs}
+            self._channels_last = (key, copies)
+        return self._channels_last[1]
 
 
 class ObservationEncoder(nn.Module):

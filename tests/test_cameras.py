@@ -59,15 +59,19 @@ def test_a_change_near_any_corner_of_a_640x480_camera_changes_the_features():
 
 
 def test_inference_sees_the_features_training_computes():
-    """Inference runs the ResNet on channels-last input (faster on a CPU); same features as training's layout."""
+    """Inference runs the ResNet in channels-last layout through copies of its weights (faster on a CPU): the
+    same features as training's layout, also after the weights change in place (an EMA step, a load)."""
     policy = make_policy(so100_config(crop_is_random=False))
     encoder = policy.model.obs_encoder
     obs = {k: v[:, None] for k, v in so100_obs(batch=2).items()}
     with torch.no_grad():
-        trained = encoder(obs)
-        encoder.eval()
-        inferred = encoder(obs)
-    torch.testing.assert_close(inferred, trained, atol=1e-5, rtol=1e-4)
+        for _ in range(2):
+            encoder.train()
+            trained = encoder(obs)
+            encoder.eval()
+            torch.testing.assert_close(encoder(obs), trained, atol=1e-5, rtol=1e-4)
+            for p in encoder.parameters():
+                p.mul_(1.05)
 
 
 def test_two_unrelated_96x96_images_give_different_features():
