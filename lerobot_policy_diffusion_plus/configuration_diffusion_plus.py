@@ -127,8 +127,8 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     do_mask_loss_for_padding: bool = False
     # Noisy copies of each training sample's action chunk, each with its own noise and timestep, all denoised
     # against one encoding of its observation: the denoiser learns from several noise levels per image
-    # encoded. Where the vision encoder is most of a step (cameras on a CPU) that costs little (4: 11% more
-    # time per step with two cameras; BENCHMARKS.md, camera learning). 1 is the paper's training.
+    # encoded. Where the vision encoder is most of a step (cameras on a CPU) each extra copy costs only the
+    # denoiser's share of it. 1 is the paper's training.
     noise_samples_per_observation: int = 1
     # Inference fast path (U-Net): FiLM precomputed per chunk, convolutions as matmuls. Same outputs as
     # the eager modules to float tolerance; false runs the eager modules (e.g. to debug a custom layer).

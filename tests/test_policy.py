@@ -413,7 +413,9 @@ def test_noise_samples_per_observation_equals_a_repeated_batch(policy_type):
     single.load_state_dict(policy.state_dict())
     batch = make_batch(config, batch_size=4)
     repeated = {key: v.repeat_interleave(k, dim=0) for key, v in batch.items()}
-    policy.eval(), single.eval()  # no dropout in the transformer; the noise draws do not depend on the mode
+    # Eval mode: no dropout in the transformer; the noise draws do not depend on the mode.
+    policy.eval()
+    single.eval()
     for reduction in ("mean", "none"):
         single.noise_step.copy_(policy.noise_step)
         ours, _ = policy(batch, reduction=reduction)
