@@ -1,16 +1,17 @@
 """Is the image encoder the slow learner? The policy's own observation encoder, trained from scratch to regress
 the action directly (no diffusion), on the data of camera_learning.py, with its held-out error every few steps.
 
-    python benchmarks/camera_probe.py --workdir runs/camera_learning [--steps 800] [--eval-every 100]
-                                      [--batch-size 8] [--lr 3e-3] [--json benchmarks/results/camera_probe_cpu.json]
+    python benchmarks/camera_probe.py --workdir runs/camera_learning [--steps 1000] [--eval-every 100]
+                                      [--batch-size 8] [--lr 3e-3 [5e-4 ...]]
+                                      [--json benchmarks/results/camera_probe_cpu.json]
 
 camera_learning.py asks whether the whole policy learns where the discs are in 28 CPU minutes. This asks the
 narrower question of how many steps the encoder alone needs, taking the denoiser out of the way:
 - Encoder: `ObservationEncoder` of diffusion_plus at the CPU camera recipe (one observation, 120x160 working
   size, random 0.9 crop in training, centre crop at inference, ResNet-18 with GroupNorm from scratch, spatial
   softmax), followed by one linear layer to the 6 joints; mean squared error on the normalised first action,
-  AdamW. That is an easier problem than the policy's: a regression, with a higher learning rate than the
-  policy trains at.
+  AdamW, one fresh encoder per learning rate given. That is an easier problem than the policy's: a regression
+  of one action instead of denoising a 16-action chunk.
 - Data: the same training and held-out sets (made by camera_learning.py when absent). Frames are decoded once
   and resized to the working size up front (the encoder's own resize is then the identity), so a step is
   the encoder's compute only.
@@ -37,16 +38,24 @@ from lerobot_policy_diffusion_plus.obs_encoder import resize
 from lerobot_policy_diffusion_plus.so100_dryrun import BLOB_COLOURS
 
 WORKING = (120, 160)
+HORIZON = 16  # the policy's action chunk
 CAMERAS = [f"observation.images.{c}" for c in so100_synthetic.CAMERAS]
 
 
 def load(root: Path) -> dict[str, torch.Tensor]:
-    """Every frame's state, first action and both cameras at the working size (uint8)."""
+    """Every frame's state, action, chunk (its next HORIZON actions, the episode's last one repeated past its
+    end, as LeRobot pads) and both cameras at the working size (uint8)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     frames = LeRobotDataset(repo_id="local/so100_synth", root=root).hf_dataset.with_format("torch")
-    out = {"observation.state": torch.stack(list(frames["observation.state"])),
-           "action": torch.stack(list(frames["action"]))}
+    action, episode = torch.stack(list(frames["action"])), torch.as_tensor(frames["episode_index"])
+    n = len(action)
+    index = (torch.arange(n)[:, None] + torch.arange(HORIZON)).clamp(max=n - 1)
+    # Past its episode's end a window repeats the episode's last frame.
+    last = torch.tensor([int(torch.nonzero(episode == e).max()) for e in episode.tolist()])
+    index = torch.minimum(index, last[:, None])
+    out = {"observation.state": torch.stack(list(frames["observation.state"])), "action": action,
+           "chunk": action[index]}
     images = {key: [] for key in CAMERAS}
     for i in range(len(frames)):
         row = frames[i]  # decodes the row's frames: (3, 480, 640) uint8 each
@@ -77,10 +86,12 @@ def disc_centroid(data: dict[str, torch.Tensor]) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, nargs="+", default=[3e-3])
+    parser.add_argument("--target", nargs="+", choices=["action", "chunk"], default=["action"],
+                        help="regress the first action, or the whole 16-action chunk (scored on its first action)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -105,20 +116,7 @@ def main() -> None:
         "diffusion_plus", device="cpu", n_obs_steps=1, resize_shape=list(WORKING),
         input_features={k: f for k, f in features.items() if f.type is not FeatureType.ACTION},
         output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))})
-    encoder = ObservationEncoder(config)
-    head = torch.nn.Linear(encoder.feature_dim, 6)
     pre, post = make_pre_post_processors(config, dataset_stats=meta.stats)
-    params = [*encoder.parameters(), *head.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-6)
-
-    def predict(data: dict, index) -> torch.Tensor:
-        """Normalised first action predicted from the observations at `index`; also the normalised target."""
-        batch = {k: v[index] for k, v in data.items()}
-        batch.update({k: batch[k].float() / 255 for k in CAMERAS})
-        batch = pre(batch)
-        obs = {k: batch[k][:, None] for k in encoder.input_keys}
-        return head(encoder(obs)[:, 0]), batch["action"]
-
     action, state = test["action"].numpy(), test["observation.state"].numpy()
     jump_all = (np.abs(action - state)[:, list(camera_learning.JOINTS.values())] > camera_learning.JUMP_DEGREES)
     jump_all = jump_all.any(axis=1)
@@ -128,34 +126,59 @@ def main() -> None:
     def score(pred: np.ndarray) -> dict:
         return camera_learning.errors(pred[frames], action[frames], jump)
 
+    def train_and_score(lr: float, target: str) -> list[dict]:
+        """A fresh encoder and head trained at `lr` on `target`; held-out errors every `eval_every` steps."""
+        torch.manual_seed(0)
+        steps = HORIZON if target == "chunk" else 1
+        encoder = ObservationEncoder(config)
+        head = torch.nn.Linear(encoder.feature_dim, steps * 6)
+        optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=lr, weight_decay=1e-6)
+
+        def predict(data: dict, index) -> tuple[torch.Tensor, torch.Tensor]:
+            """Normalised target (the first action or the chunk) predicted from the observations at `index`,
+            and the normalised target itself."""
+            batch = {k: v[index] for k, v in data.items() if k != "action"}
+            batch.update({k: batch[k].float() / 255 for k in CAMERAS})
+            batch["action"] = batch.pop("chunk")[:, :steps]
+            batch = pre(batch)
+            obs = {k: batch[k][:, None] for k in encoder.input_keys}
+            return head(encoder(obs)[:, 0]).view(-1, steps, 6), batch["action"]
+
+        curve, n, start = [], len(train["action"]), time.time()
+        for step in range(1, args.steps + 1):
+            out, goal = predict(train, torch.randint(0, n, (args.batch_size,)))
+            loss = F.mse_loss(out, goal)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if step % args.eval_every == 0:
+                encoder.eval()
+                with torch.no_grad():
+                    pred = torch.cat([post(predict(test, torch.arange(s, min(s + 64, len(action))))[0][:, 0])
+                                      for s in range(0, len(action), 64)])
+                encoder.train()
+                curve.append({"step": step, "train_s": round(time.time() - start), **score(pred.numpy())})
+                print(f"lr {lr:g}, {target}", curve[-1], flush=True)
+        return curve
+
     rows = [{"predictor": "hold (blind: the current position)", **score(state)},
             {"predictor": "mean (blind: the training mean)",
              **score(np.broadcast_to(train["action"].numpy().mean(0), action.shape))},
             {"predictor": "disc centroid (from the pixels)", **score(disc_centroid(test))}]
     for r in rows:
         print(r)
-    curve = []
-    n, start = len(train["action"]), time.time()
-    for step in range(1, args.steps + 1):
-        out, target = predict(train, torch.randint(0, n, (args.batch_size,)))
-        loss = F.mse_loss(out, target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % args.eval_every == 0:
-            encoder.eval()
-            with torch.no_grad():
-                pred = torch.cat([post(predict(test, torch.arange(s, min(s + 64, len(action))))[0])
-                                  for s in range(0, len(action), 64)])
-            encoder.train()
-            curve.append({"step": step, "train_s": round(time.time() - start), **score(pred.numpy())})
-            print(curve[-1], flush=True)
+    runs = [{"lr": lr, "target": t, "curve": train_and_score(lr, t)} for t in args.target for lr in args.lr]
     if args.json:
         meta_row = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
                     "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
                     "args": {k: str(v) for k, v in vars(args).items()},
                     "jump_frames": int(jump.sum()), "drift_frames": int((~jump).sum())}
-        args.json.write_text(json.dumps({**meta_row, "baselines": rows, "encoder_regression": curve}, indent=1))
+        if args.json.exists():  # runs at other learning rates keep their curve from the file, with its date
+            old = json.loads(args.json.read_text())
+            done = {(r["lr"], r["target"]) for r in runs}
+            runs += [{**r, "date": r.get("date", old["date"])} for r in old["encoder_regression"]
+                     if (r["lr"], r["target"]) not in done]
+        args.json.write_text(json.dumps({**meta_row, "baselines": rows, "encoder_regression": runs}, indent=1))
 
 
 if __name__ == "__main__":
