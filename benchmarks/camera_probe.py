@@ -2,7 +2,7 @@
 the action directly (no diffusion), on the data of camera_learning.py, with its held-out error every few steps.
 
     python benchmarks/camera_probe.py --workdir runs/camera_learning [--steps 1000] [--eval-every 100]
-                                      [--batch-size 8] [--lr 3e-3 [5e-4 ...]]
+                                      [--batch-size 8] [--lr 5e-4 [3e-3 ...]] [--target action [chunk]]
                                       [--json benchmarks/results/camera_probe_cpu.json]
 
 camera_learning.py asks whether the whole policy learns where the discs are in 28 CPU minutes. This asks the
@@ -10,8 +10,9 @@ narrower question of how many steps the encoder alone needs, taking the denoiser
 - Encoder: `ObservationEncoder` of diffusion_plus at the CPU camera recipe (one observation, 120x160 working
   size, random 0.9 crop in training, centre crop at inference, ResNet-18 with GroupNorm from scratch, spatial
   softmax), followed by one linear layer to the 6 joints; mean squared error on the normalised first action,
-  AdamW, one fresh encoder per learning rate given. That is an easier problem than the policy's: a regression
-  of one action instead of denoising a 16-action chunk.
+  AdamW, one fresh encoder per learning rate and target given. That is an easier problem than the policy's: a
+  regression of one action instead of denoising a 16-action chunk. `--target chunk` regresses the whole chunk
+  (the policy's target) instead, still scored on its first action.
 - Data: the same training and held-out sets (made by camera_learning.py when absent). Frames are decoded once
   and resized to the working size up front (the encoder's own resize is then the identity), so a step is
   the encoder's compute only.
@@ -89,7 +90,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, nargs="+", default=[3e-3])
+    parser.add_argument("--lr", type=float, nargs="+", default=[5e-4])
     parser.add_argument("--target", nargs="+", choices=["action", "chunk"], default=["action"],
                         help="regress the first action, or the whole 16-action chunk (scored on its first action)")
     parser.add_argument("--threads", type=int, default=2)
@@ -173,7 +174,7 @@ def main() -> None:
                     "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
                     "args": {k: str(v) for k, v in vars(args).items()},
                     "jump_frames": int(jump.sum()), "drift_frames": int((~jump).sum())}
-        if args.json.exists():  # runs at other learning rates keep their curve from the file, with its date
+        if args.json.exists():  # runs of other (learning rate, target) pairs keep their curve, with its date
             old = json.loads(args.json.read_text())
             done = {(r["lr"], r["target"]) for r in runs}
             runs += [{**r, "date": r.get("date", old["date"])} for r in old["encoder_regression"]
