@@ -1,13 +1,16 @@
 """Does the camera path learn? Two 640x480 cameras whose content sets two joints, trained on a CPU in a fixed
 wall-clock budget, against blind predictors and LeRobot's `diffusion` at its defaults.
 
-    python benchmarks/camera_learning.py --workdir runs/camera_learning [--minutes 18] [--batch-size 8]
+    python benchmarks/camera_learning.py --workdir runs/camera_learning [--minutes 28] [--batch-size 8]
+                                         [--hold 8 16] [--held-out 4]
                                          [--json benchmarks/results/camera_learning_cpu.json]
 
 1. Data (diffusion_plus_tools/so100_synthetic.py, 480x640 PNG frames): a training set and a held-out set with
    other seeds. `shoulder_pan` points at the red disc of the `front` camera, `wrist_flex` follows the green
-   disc of `wrist`. A disc jumps to a random place every 8 to 15 frames and drifts slowly in between, so on
-   the frame of a jump only the image says where these two joints go.
+   disc of `wrist`. A disc jumps to a random place every 8 to 15 frames (`--hold 8 16`) and drifts slowly in
+   between, so on the frame of a jump only the image says where these two joints go. With the default most
+   16-action chunks contain a later jump that no observation predicts; `--hold 24 41` keeps a disc in place
+   for longer than a chunk, as objects on a table stay put.
 2. Training: `lerobot-train`, one policy after the other, each stopped after the same wall-clock budget and
    evaluated at its last checkpoint. diffusion_plus with the CPU settings README gives for a robot
    (`n_obs_steps=1`, `resize_shape=[120,160]`, U-Net 64/128/256) plus `noise_samples_per_observation=4` and
@@ -39,6 +42,7 @@ from diffusion_plus_tools import lerobot_cli, so100_synthetic
 
 JOINTS = {"shoulder_pan": so100_synthetic.PAN, "wrist_flex": so100_synthetic.FLEX}
 JUMP_DEGREES = 2.0
+DEFAULT_HOLD = (8, 16)  # a disc stays 8 to 15 frames before it jumps
 # A budget of minutes is hundreds of steps: both warm the learning rate up over 50 steps, not 500. Both
 # stream the data: LeRobot's random access decodes both 640x480 frames of every row of the 16-action window
 # (0.46 s per sample here), streaming decodes each frame once.
@@ -52,13 +56,19 @@ OURS = ["--policy.n_obs_steps=1", "--policy.resize_shape=[120,160]", "--policy.d
 THEIRS = ["--policy.pretrained_backbone_weights=null", *WARMUP]
 
 
-def make_data(work: Path, episodes: int, held_out: int, frames: int) -> tuple[Path, Path]:
-    train, test = work / "train", work / "held_out"
+def make_data(work: Path, episodes: int, held_out: int, frames: int,
+              hold: tuple[int, int] = DEFAULT_HOLD) -> tuple[Path, Path]:
+    """The training and held-out sets under `work`, written when absent; their folder names carry every
+    setting that differs from the defaults, so that data of other settings is never reused."""
+    suffix = "" if tuple(hold) == DEFAULT_HOLD else f"_hold{hold[0]}-{hold[1]}"
+    if (episodes, held_out, frames) != (30, 4, 60):
+        suffix += f"_{episodes}x{frames}_{held_out}"
+    train, test = work / f"train{suffix}", work / f"held_out{suffix}"
     for root, n, seed in ((train, episodes, 0), (test, held_out, 1)):
         if not (root / "meta" / "info.json").exists():
             shutil.rmtree(root, ignore_errors=True)
             t0 = time.time()
-            so100_synthetic.write(root, episodes=n, frames=frames, seed=seed)
+            so100_synthetic.write(root, episodes=n, frames=frames, seed=seed, hold=tuple(hold))
             print(f"wrote {root} ({n} episodes x {frames} frames) in {time.time() - t0:.0f} s", flush=True)
     return train, test
 
@@ -161,6 +171,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--held-out", type=int, default=4)
     parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--hold", type=int, nargs=2, default=DEFAULT_HOLD, metavar=("MIN", "END"),
+                        help="a disc stays MIN to END - 1 frames before it jumps")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--policies", nargs="+", default=["diffusion_plus", "diffusion"])
@@ -171,7 +183,7 @@ def main() -> None:
     args = parser.parse_args()
     args.save_freq = {"diffusion_plus": args.save_freq[0], "diffusion": args.save_freq[1]}
     args.workdir.mkdir(parents=True, exist_ok=True)
-    train_root, test_root = make_data(args.workdir, args.episodes, args.held_out, args.frames)
+    train_root, test_root = make_data(args.workdir, args.episodes, args.held_out, args.frames, tuple(args.hold))
 
     action, state = actions_and_states(test_root)
     jump_all = (np.abs(action - state)[:, list(JOINTS.values())] > JUMP_DEGREES).any(axis=1)

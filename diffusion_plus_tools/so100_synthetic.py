@@ -8,8 +8,8 @@ training/rollout plumbing with real-sized images, not for measuring success.
 What depends on what (per frame i; the command leads the measured position by one step, as with a
 position-controlled arm: observation.state[i] = action[i - 1]):
 - each camera shows a coloured disc, the target (the first camera's red, the second's green, as the
-  dry-run robot draws them), over a fixed gradient. It is put at a random place every 8 to 15 frames and
-  drifts slowly in between (`blob_track`), independently in each camera;
+  dry-run robot draws them), over a fixed gradient. It is put at a random place every 8 to 15 frames
+  (`--hold`) and drifts slowly in between (`blob_track`), independently in each camera;
 - `shoulder_pan` points at the first camera's target: action = CENTRE + PAN_GAIN * (column / (W - 1) - 0.5);
 - `wrist_flex` follows the last camera's target: action = CENTRE + FLEX_GAIN * (row / (H - 1) - 0.5)
   (with one camera both come from it);
@@ -90,8 +90,9 @@ def pointing(first: np.ndarray, last: np.ndarray, height: int, width: int) -> tu
 
 
 def write(root: Path, episodes: int = 4, frames: int = 60, camera: str | Sequence[str] | None = CAMERAS,
-          height: int = HEIGHT, width: int = WIDTH, seed: int = 0) -> Path:
-    """Write the dataset to `root`; `camera`: one name, a list of names, or None for a state-only dataset."""
+          height: int = HEIGHT, width: int = WIDTH, seed: int = 0, hold: tuple[int, int] = (8, 16)) -> Path:
+    """Write the dataset to `root`; `camera`: one name, a list of names, or None for a state-only dataset;
+    `hold`: a target stays `hold[0]` to `hold[1] - 1` frames before it is put elsewhere."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     names = camera_names(camera)
@@ -105,7 +106,7 @@ def write(root: Path, episodes: int = 4, frames: int = 60, camera: str | Sequenc
     for _ in range(episodes):
         # commands[j] is the command sent at frame j - 1 (commands[0]: where the arm starts).
         commands = joint_path(frames, rng)
-        tracks = [blob_track(frames, height, width, rng) for _ in names]
+        tracks = [blob_track(frames, height, width, rng, hold) for _ in names]
         if names:
             aim = [np.concatenate([t[:1], t]) for t in (tracks[0], tracks[-1])]  # frame j - 1's target
             commands[:, PAN], commands[:, FLEX] = pointing(aim[0], aim[1], height, width)
@@ -130,10 +131,12 @@ def main() -> None:
                         help="camera names (default: front wrist); '' for a state-only dataset")
     parser.add_argument("--size", type=int, nargs=2, default=(HEIGHT, WIDTH), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hold", type=int, nargs=2, default=(8, 16), metavar=("MIN", "END"),
+                        help="a target stays MIN to END - 1 frames before it is put elsewhere")
     args = parser.parse_args()
     if args.root.exists():
         raise SystemExit(f"error: {args.root} already exists")
-    write(args.root, args.episodes, args.frames, args.camera, *args.size, seed=args.seed)
+    write(args.root, args.episodes, args.frames, args.camera, *args.size, seed=args.seed, hold=tuple(args.hold))
     print(f"wrote {args.episodes} episodes / {args.episodes * args.frames} frames to {args.root}")
 
 

@@ -180,15 +180,16 @@ def blob_stamp(radius: int) -> np.ndarray:
     return x * x + y * y <= radius * radius
 
 
-def blob_track(frames: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """(frames, 2) integer blob centres (row, column): the target is put at a random place every 8 to 15
-    frames and drifts slowly in between; it stays wholly inside the image."""
+def blob_track(frames: int, height: int, width: int, rng: np.random.Generator,
+               hold: tuple[int, int] = (8, 16)) -> np.ndarray:
+    """(frames, 2) integer blob centres (row, column): the target is put at a random place every `hold[0]` to
+    `hold[1] - 1` frames and drifts slowly in between; it stays wholly inside the image."""
     r = blob_radius(height, width)
     low, high = np.array([r, r]), np.array([height - 1 - r, width - 1 - r])
     out = np.empty((frames, 2), dtype=np.int64)
     i = 0
     while i < frames:
-        n = int(rng.integers(8, 16))
+        n = int(rng.integers(*hold))
         start = rng.uniform(low, high)
         drift = rng.uniform(-0.01, 0.01, size=2) * np.array([height, width])
         out[i : i + n] = np.clip(np.rint(start + drift * np.arange(n)[:, None]), low, high)[: frames - i]
