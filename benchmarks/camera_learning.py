@@ -42,7 +42,7 @@ from diffusion_plus_tools import lerobot_cli, so100_synthetic
 
 JOINTS = {"shoulder_pan": so100_synthetic.PAN, "wrist_flex": so100_synthetic.FLEX}
 JUMP_DEGREES = 2.0
-DEFAULT_HOLD = (8, 16)  # a disc stays 8 to 15 frames before it jumps
+EPISODES, HELD_OUT, FRAMES = 30, 4, 60  # the data's default size: training episodes, held-out ones, frames each
 # A budget of minutes is hundreds of steps: both warm the learning rate up over 50 steps, not 500. Both
 # stream the data: LeRobot's random access decodes both 640x480 frames of every row of the 16-action window
 # (0.46 s per sample here), streaming decodes each frame once.
@@ -56,12 +56,12 @@ OURS = ["--policy.n_obs_steps=1", "--policy.resize_shape=[120,160]", "--policy.d
 THEIRS = ["--policy.pretrained_backbone_weights=null", *WARMUP]
 
 
-def make_data(work: Path, episodes: int, held_out: int, frames: int,
-              hold: tuple[int, int] = DEFAULT_HOLD) -> tuple[Path, Path]:
+def make_data(work: Path, episodes: int = EPISODES, held_out: int = HELD_OUT, frames: int = FRAMES,
+              hold: tuple[int, int] = so100_synthetic.HOLD) -> tuple[Path, Path]:
     """The training and held-out sets under `work`, written when absent; their folder names carry every
     setting that differs from the defaults, so that data of other settings is never reused."""
-    suffix = "" if tuple(hold) == DEFAULT_HOLD else f"_hold{hold[0]}-{hold[1]}"
-    if (episodes, held_out, frames) != (30, 4, 60):
+    suffix = "" if tuple(hold) == so100_synthetic.HOLD else f"_hold{hold[0]}-{hold[1]}"
+    if (episodes, held_out, frames) != (EPISODES, HELD_OUT, FRAMES):
         suffix += f"_{episodes}x{frames}_{held_out}"
     train, test = work / f"train{suffix}", work / f"held_out{suffix}"
     for root, n, seed in ((train, episodes, 0), (test, held_out, 1)):
@@ -155,6 +155,14 @@ def predict(checkpoint: Path, root: Path, frames: np.ndarray, batch_size: int) -
     return torch.cat(out).numpy()
 
 
+def scored_frames(action: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out frames that are scored (every jump frame, and every 4th other one) and, for each, whether it
+    is a jump: a pointing joint's action more than JUMP_DEGREES from its current position."""
+    jump = (np.abs(action - state)[:, list(JOINTS.values())] > JUMP_DEGREES).any(axis=1)
+    frames = np.flatnonzero(jump | (np.arange(len(action)) % 4 == 0))
+    return frames, jump[frames]
+
+
 def errors(pred: np.ndarray, action: np.ndarray, jump: np.ndarray) -> dict:
     err = np.abs(pred - action)
     row = {}
@@ -168,10 +176,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=28.0, help="training budget of each policy")
-    parser.add_argument("--episodes", type=int, default=30)
-    parser.add_argument("--held-out", type=int, default=4)
-    parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--hold", type=int, nargs=2, default=DEFAULT_HOLD, metavar=("MIN", "END"),
+    parser.add_argument("--episodes", type=int, default=EPISODES)
+    parser.add_argument("--held-out", type=int, default=HELD_OUT)
+    parser.add_argument("--frames", type=int, default=FRAMES)
+    parser.add_argument("--hold", type=int, nargs=2, default=so100_synthetic.HOLD, metavar=("MIN", "END"),
                         help="a disc stays MIN to END - 1 frames before it jumps")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
@@ -183,12 +191,11 @@ def main() -> None:
     args = parser.parse_args()
     args.save_freq = {"diffusion_plus": args.save_freq[0], "diffusion": args.save_freq[1]}
     args.workdir.mkdir(parents=True, exist_ok=True)
-    train_root, test_root = make_data(args.workdir, args.episodes, args.held_out, args.frames, tuple(args.hold))
+    train_root, test_root = make_data(args.workdir, args.episodes, args.held_out, args.frames, args.hold)
 
     action, state = actions_and_states(test_root)
-    jump_all = (np.abs(action - state)[:, list(JOINTS.values())] > JUMP_DEGREES).any(axis=1)
-    frames = np.flatnonzero(jump_all | (np.arange(len(action)) % 4 == 0))
-    action, state, jump = action[frames], state[frames], jump_all[frames]
+    frames, jump = scored_frames(action, state)
+    action, state = action[frames], state[frames]
     train_mean = actions_and_states(train_root)[0].mean(0)
     rows = [
         {"predictor": "hold (blind: the current position)", **errors(state, action, jump)},

@@ -50,11 +50,9 @@ def load(root: Path) -> dict[str, torch.Tensor]:
 
     frames = LeRobotDataset(repo_id="local/so100_synth", root=root).hf_dataset.with_format("torch")
     action, episode = torch.stack(list(frames["action"])), torch.as_tensor(frames["episode_index"])
-    n = len(action)
-    index = (torch.arange(n)[:, None] + torch.arange(HORIZON)).clamp(max=n - 1)
-    # Past its episode's end a window repeats the episode's last frame.
-    last = torch.tensor([int(torch.nonzero(episode == e).max()) for e in episode.tolist()])
-    index = torch.minimum(index, last[:, None])
+    # Past its episode's end a window repeats the episode's last frame (episodes are stored in order).
+    last = torch.searchsorted(episode, episode, right=True) - 1
+    index = torch.minimum(torch.arange(len(action))[:, None] + torch.arange(HORIZON), last[:, None])
     out = {"observation.state": torch.stack(list(frames["observation.state"])), "action": action,
            "chunk": action[index]}
     images = {key: [] for key in CAMERAS}
@@ -106,7 +104,7 @@ def main() -> None:
     from lerobot_policy_diffusion_plus.obs_encoder import ObservationEncoder
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    train_root, test_root = camera_learning.make_data(args.workdir, 30, 4, 60)
+    train_root, test_root = camera_learning.make_data(args.workdir)
     t0 = time.time()
     train, test = load(train_root), load(test_root)
     print(f"decoded and resized {len(train['action']) + len(test['action'])} frames in {time.time() - t0:.0f} s")
@@ -119,10 +117,7 @@ def main() -> None:
         output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))})
     pre, post = make_pre_post_processors(config, dataset_stats=meta.stats)
     action, state = test["action"].numpy(), test["observation.state"].numpy()
-    jump_all = (np.abs(action - state)[:, list(camera_learning.JOINTS.values())] > camera_learning.JUMP_DEGREES)
-    jump_all = jump_all.any(axis=1)
-    frames = np.flatnonzero(jump_all | (np.arange(len(action)) % 4 == 0))
-    jump = jump_all[frames]
+    frames, jump = camera_learning.scored_frames(action, state)
 
     def score(pred: np.ndarray) -> dict:
         return camera_learning.errors(pred[frames], action[frames], jump)

@@ -31,6 +31,7 @@ import numpy as np
 
 from lerobot_policy_diffusion_plus.so100_dryrun import (
     BLOB_COLOURS,
+    HOLD,
     MOTORS,
     blob_radius,
     blob_stamp,
@@ -90,7 +91,7 @@ def pointing(first: np.ndarray, last: np.ndarray, height: int, width: int) -> tu
 
 
 def write(root: Path, episodes: int = 4, frames: int = 60, camera: str | Sequence[str] | None = CAMERAS,
-          height: int = HEIGHT, width: int = WIDTH, seed: int = 0, hold: tuple[int, int] = (8, 16)) -> Path:
+          height: int = HEIGHT, width: int = WIDTH, seed: int = 0, hold: tuple[int, int] = HOLD) -> Path:
     """Write the dataset to `root`; `camera`: one name, a list of names, or None for a state-only dataset;
     `hold`: a target stays `hold[0]` to `hold[1] - 1` frames before it is put elsewhere."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -131,7 +132,7 @@ def main() -> None:
                         help="camera names (default: front wrist); '' for a state-only dataset")
     parser.add_argument("--size", type=int, nargs=2, default=(HEIGHT, WIDTH), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hold", type=int, nargs=2, default=(8, 16), metavar=("MIN", "END"),
+    parser.add_argument("--hold", type=int, nargs=2, default=HOLD, metavar=("MIN", "END"),
                         help="a target stays MIN to END - 1 frames before it is put elsewhere")
     args = parser.parse_args()
     if args.root.exists():

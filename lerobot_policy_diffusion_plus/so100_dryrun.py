@@ -180,8 +180,11 @@ def blob_stamp(radius: int) -> np.ndarray:
     return x * x + y * y <= radius * radius
 
 
+HOLD = (8, 16)  # a target stays 8 to 15 frames before it is put elsewhere
+
+
 def blob_track(frames: int, height: int, width: int, rng: np.random.Generator,
-               hold: tuple[int, int] = (8, 16)) -> np.ndarray:
+               hold: tuple[int, int] = HOLD) -> np.ndarray:
     """(frames, 2) integer blob centres (row, column): the target is put at a random place every `hold[0]` to
     `hold[1] - 1` frames and drifts slowly in between; it stays wholly inside the image."""
     r = blob_radius(height, width)
