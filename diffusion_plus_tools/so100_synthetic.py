@@ -36,6 +36,7 @@ from lerobot_policy_diffusion_plus.so100_dryrun import (
     blob_radius,
     blob_stamp,
     blob_track,
+    check_hold,
     draw_blob,
     pattern,
 )
@@ -96,6 +97,7 @@ def write(root: Path, episodes: int = 4, frames: int = 60, camera: str | Sequenc
     `hold`: a target stays `hold[0]` to `hold[1] - 1` frames before it is put elsewhere."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    check_hold(hold)  # before the dataset's folder is created
     names = camera_names(camera)
     rng = np.random.default_rng(seed)
     dataset = LeRobotDataset.create(

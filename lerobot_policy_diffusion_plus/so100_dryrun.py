@@ -183,10 +183,16 @@ def blob_stamp(radius: int) -> np.ndarray:
 HOLD = (8, 16)  # a target stays 8 to 15 frames before it is put elsewhere
 
 
+def check_hold(hold: tuple[int, int]) -> None:
+    if not 1 <= hold[0] < hold[1]:
+        raise ValueError(f"hold must be (MIN, END) with 1 <= MIN < END frames, got {tuple(hold)}")
+
+
 def blob_track(frames: int, height: int, width: int, rng: np.random.Generator,
                hold: tuple[int, int] = HOLD) -> np.ndarray:
     """(frames, 2) integer blob centres (row, column): the target is put at a random place every `hold[0]` to
     `hold[1] - 1` frames and drifts slowly in between; it stays wholly inside the image."""
+    check_hold(hold)
     r = blob_radius(height, width)
     low, high = np.array([r, r]), np.array([height - 1 - r, width - 1 - r])
     out = np.empty((frames, 2), dtype=np.int64)

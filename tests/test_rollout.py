@@ -136,6 +136,14 @@ def _blob_centres(frames, colour, radius):
     return np.stack([(mask.sum(2) * rows).sum(1) / area, (mask.sum(1) * cols).sum(1) / area], axis=1)
 
 
+@pytest.mark.parametrize("hold", [(0, 1), (5, 5), (10, 8)])
+def test_synthetic_dataset_refuses_a_hold_that_cannot_advance(hold, tmp_path):
+    """A target held 0 frames would never move on: refused, naming the setting, before any folder is made."""
+    with pytest.raises(ValueError, match=r"hold must be \(MIN, END\) with 1 <= MIN < END"):
+        synthetic_dataset.write(tmp_path / "data", hold=hold)
+    assert not (tmp_path / "data").exists()
+
+
 def test_dataset_actions_follow_the_camera_targets(so100_dataset):
     """The pointing joints' actions are what the target blobs' positions in the images say, exactly, and the
     targets move where the state (the previous command) cannot tell: the images are needed."""
