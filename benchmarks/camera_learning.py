@@ -2,7 +2,7 @@
 wall-clock budget, against blind predictors and LeRobot's `diffusion` at its defaults.
 
     python benchmarks/camera_learning.py --workdir runs/camera_learning [--minutes 28] [--batch-size 8]
-                                         [--hold 8 16] [--held-out 4]
+                                         [--hold 8 16] [--held-out 4] [--curve 500]
                                          [--json benchmarks/results/camera_learning_cpu.json]
 
 1. Data (diffusion_plus_tools/so100_synthetic.py, 480x640 PNG frames): a training set and a held-out set with
@@ -12,7 +12,7 @@ wall-clock budget, against blind predictors and LeRobot's `diffusion` at its def
    16-action chunks contain a later jump that no observation predicts; `--hold 24 41` keeps a disc in place
    for longer than a chunk, as objects on a table stay put.
 2. Training: `lerobot-train`, one policy after the other, each stopped after the same wall-clock budget and
-   evaluated at its last checkpoint. diffusion_plus with the CPU settings README gives for a robot
+   evaluated at its last checkpoint (with `--curve N`, also at every N steps). diffusion_plus with the CPU settings README gives for a robot
    (`n_obs_steps=1`, `resize_shape=[120,160]`, U-Net 64/128/256) plus `noise_samples_per_observation=4` and
    learning rate 5e-4; LeRobot's `diffusion` at its defaults
    except `pretrained_backbone_weights=null` (offline: no ImageNet download). Same batch, data and seed; both
@@ -79,8 +79,8 @@ def checkpoints(out: Path) -> list[Path]:
 
 
 def train(policy_type: str, data: Path, work: Path, args) -> dict:
-    """lerobot-train for `args.minutes`, keeping only the newest complete checkpoint (LeRobot's defaults save
-    3 GB each)."""
+    """lerobot-train for `args.minutes`, keeping the newest complete checkpoint (LeRobot's defaults save 3 GB
+    each) and, with `args.curve`, the weights of every checkpoint whose step is a multiple of it."""
     out = work / policy_type
     kept = checkpoints(out) if args.reuse else []
     if kept:
@@ -94,7 +94,10 @@ def train(policy_type: str, data: Path, work: Path, args) -> dict:
 
     def done() -> bool:
         for old in checkpoints(out)[:-1]:
-            shutil.rmtree(old)
+            if args.curve and int(old.name) % args.curve == 0:
+                shutil.rmtree(old / "training_state", ignore_errors=True)  # the optimizer: not needed to act
+            else:
+                shutil.rmtree(old)
         return time.time() - start > args.minutes * 60
 
     log = work / f"{policy_type}.log"
@@ -172,6 +175,11 @@ def errors(pred: np.ndarray, action: np.ndarray, jump: np.ndarray) -> dict:
     return row
 
 
+def print_errors(name: str, r: dict, extra: str = "") -> None:
+    print(f"{name:38s} pan jump {r['shoulder_pan_jump_deg']:6.2f} drift {r['shoulder_pan_drift_deg']:6.2f}"
+          f"   flex jump {r['wrist_flex_jump_deg']:6.2f} drift {r['wrist_flex_drift_deg']:6.2f}{extra}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
@@ -187,9 +195,13 @@ def main() -> None:
     # Often enough that the budget ends close to a save: LeRobot's defaults take about a minute a step here.
     parser.add_argument("--save-freq", type=int, nargs=2, default=(100, 2), metavar=("OURS", "DIFFUSION"))
     parser.add_argument("--reuse", action="store_true", help="evaluate a policy's existing checkpoint, no training")
+    parser.add_argument("--curve", type=int, default=0, metavar="STEPS",
+                        help="also keep and evaluate the weights every STEPS steps (a multiple of the save frequency)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     args.save_freq = {"diffusion_plus": args.save_freq[0], "diffusion": args.save_freq[1]}
+    if args.curve and any(args.curve % args.save_freq[p] for p in args.policies):
+        parser.error(f"--curve {args.curve} must be a multiple of the save frequency {args.save_freq}")
     args.workdir.mkdir(parents=True, exist_ok=True)
     train_root, test_root = make_data(args.workdir, args.episodes, args.held_out, args.frames, args.hold)
 
@@ -209,16 +221,22 @@ def main() -> None:
             continue
         t0 = time.time()
         pred = predict(run["checkpoint"], test_root, frames, args.batch_size)
-        rows.append({"predictor": policy_type, "steps": run["steps"], "train_wall_s": run["train_wall_s"],
-                     "eval_s": round(time.time() - t0), **errors(pred, action, jump)})
+        row = {"predictor": policy_type, "steps": run["steps"], "train_wall_s": run["train_wall_s"],
+               "eval_s": round(time.time() - t0), **errors(pred, action, jump)}
+        if args.curve:
+            earlier = [c for c in checkpoints(args.workdir / policy_type)
+                       if int(c.name) % args.curve == 0 and int(c.name) < run["steps"]]
+            row["curve"] = [{"steps": int(c.name), **errors(predict(c, test_root, frames, args.batch_size),
+                                                            action, jump)} for c in earlier]
+        rows.append(row)
     print(f"held-out: {int(jump.sum())} jump frames, {int((~jump).sum())} drift frames; mean absolute error, degrees")
     for r in rows:
         if "error" in r:
             print(f"{r['predictor']:38s} {r['error']}")
             continue
-        extra = f"  ({r['steps']} steps in {r['train_wall_s']} s)" if "steps" in r else ""
-        print(f"{r['predictor']:38s} pan jump {r['shoulder_pan_jump_deg']:6.2f} drift {r['shoulder_pan_drift_deg']:6.2f}"
-              f"   flex jump {r['wrist_flex_jump_deg']:6.2f} drift {r['wrist_flex_drift_deg']:6.2f}{extra}")
+        for point in r.get("curve", []):
+            print_errors(f"{r['predictor']} at step {point['steps']}", point)
+        print_errors(r["predictor"], r, f"  ({r['steps']} steps in {r['train_wall_s']} s)" if "steps" in r else "")
     if args.json and args.json.exists():
         # Policies not trained this time keep their row from the file, with its date.
         old = json.loads(args.json.read_text())
