@@ -12,9 +12,9 @@ wall-clock budget, against blind predictors and LeRobot's `diffusion` at its def
    16-action chunks contain a later jump that no observation predicts; `--hold 24 41` keeps a disc in place
    for longer than a chunk, as objects on a table stay put.
 2. Training: `lerobot-train`, one policy after the other, each stopped after the same wall-clock budget and
-   evaluated at its last checkpoint (with `--curve N`, also at every N steps). diffusion_plus with the CPU settings README gives for a robot
-   (`n_obs_steps=1`, `resize_shape=[120,160]`, U-Net 64/128/256) plus `noise_samples_per_observation=4` and
-   learning rate 5e-4; LeRobot's `diffusion` at its defaults
+   evaluated at its last checkpoint (with `--curve N`, also at every N steps). diffusion_plus with the CPU
+   settings README gives for a robot (`n_obs_steps=1`, `resize_shape=[120,160]`, U-Net 64/128/256) plus
+   `noise_samples_per_observation=4` and learning rate 5e-4; LeRobot's `diffusion` at its defaults
    except `pretrained_backbone_weights=null` (offline: no ImageNet download). Same batch, data and seed; both
    warm the learning rate up over 50 steps instead of 500 (a budget of minutes is hundreds of steps) and
    read the data streaming.
@@ -214,20 +214,23 @@ def main() -> None:
         {"predictor": "mean (blind: the training mean)",
          **errors(np.broadcast_to(train_mean, action.shape), action, jump)},
     ]
+
+    def score(checkpoint: Path) -> dict:
+        return errors(predict(checkpoint, test_root, frames, args.batch_size), action, jump)
+
     for policy_type in args.policies:
         run = train(policy_type, train_root, args.workdir, args)
         if "error" in run:
             rows.append({"predictor": policy_type, **run})
             continue
         t0 = time.time()
-        pred = predict(run["checkpoint"], test_root, frames, args.batch_size)
+        final = score(run["checkpoint"])
         row = {"predictor": policy_type, "steps": run["steps"], "train_wall_s": run["train_wall_s"],
-               "eval_s": round(time.time() - t0), **errors(pred, action, jump)}
+               "eval_s": round(time.time() - t0), **final}
         if args.curve:
             earlier = [c for c in checkpoints(args.workdir / policy_type)
                        if int(c.name) % args.curve == 0 and int(c.name) < run["steps"]]
-            row["curve"] = [{"steps": int(c.name), **errors(predict(c, test_root, frames, args.batch_size),
-                                                            action, jump)} for c in earlier]
+            row["curve"] = [{"steps": int(c.name), **score(c)} for c in earlier]
         rows.append(row)
     print(f"held-out: {int(jump.sum())} jump frames, {int((~jump).sum())} drift frames; mean absolute error, degrees")
     for r in rows:
