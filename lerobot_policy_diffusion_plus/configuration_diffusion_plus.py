@@ -130,6 +130,16 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # encoded. Where the vision encoder is most of a step (cameras on a CPU) each extra copy costs only the
     # denoiser's share of it. 1 is the paper's training.
     noise_samples_per_observation: int = 1
+    # Weight of an auxiliary loss that trains the observation encoder directly: a linear head reads the
+    # observation features and regresses the clean action chunk (mean squared error, added to the denoising
+    # loss). Denoising gives the image encoder a weak, noisy gradient, and from scratch it starts reading the
+    # cameras late; this target reaches it at once (BENCHMARKS.md). Training only: actions always come from the
+    # denoiser. 0 (the paper) builds no head. Without cameras there is no encoder to train, so it is ignored.
+    aux_action_loss_weight: float = 0.0
+    # Min-SNR loss weighting (Hang et al. 2023): the loss at noise level t is weighted by min(SNR_t, gamma)/SNR_t
+    # with epsilon prediction (min(SNR_t, gamma) with sample prediction), so the nearly clean levels, easy and
+    # many, stop dominating the gradient. None (the paper): every level weighs the same.
+    min_snr_gamma: float | None = None
     # Inference fast path (U-Net): FiLM precomputed per chunk, convolutions as matmuls. Same outputs as
     # the eager modules to float tolerance; false runs the eager modules (e.g. to debug a custom layer).
     fast_inference: bool = True
@@ -203,6 +213,10 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     def _validate(self) -> None:
         if self.n_obs_steps < 1:
             raise ConfigError("n_obs_steps", self.n_obs_steps, "an integer >= 1")
+        if not 0.0 <= self.aux_action_loss_weight <= 100.0:
+            raise ConfigError("aux_action_loss_weight", self.aux_action_loss_weight, "a number in [0, 100] (0: off)")
+        if self.min_snr_gamma is not None and not 0.0 < self.min_snr_gamma <= 1000.0:
+            raise ConfigError("min_snr_gamma", self.min_snr_gamma, "None (off) or a number in (0, 1000], e.g. 5")
         if self.noise_samples_per_observation < 1:
             raise ConfigError("noise_samples_per_observation", self.noise_samples_per_observation, "an integer >= 1")
         if self.horizon < 1:

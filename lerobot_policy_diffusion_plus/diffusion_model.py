@@ -65,6 +65,17 @@ class DiffusionPlusModel(nn.Module):
         self.clip_sample_range = config.clip_sample_range if config.clip_sample else None
         self.mask_loss_for_padding = config.do_mask_loss_for_padding
         self.noise_samples = config.noise_samples_per_observation
+        # Streaming reads every frame, also those map-style training skips at an episode's end
+        # (drop_n_last_frames): a chunk with more padded actions past the end than map-style allows is left out.
+        self.max_end_padding = max(0, config.horizon - config.n_obs_steps - config.drop_n_last_frames)
+        self.first_action = config.n_obs_steps - 1
+        self.min_snr_gamma = config.min_snr_gamma
+        self.aux_weight = config.aux_action_loss_weight if self.obs_encoder.image_keys else 0.0
+        # The auxiliary head regresses the clean chunk from the observation features (training only).
+        self.aux_head = (
+            nn.Linear(config.n_obs_steps * self.obs_encoder.feature_dim, config.horizon * self.action_dim)
+            if self.aux_weight > 0 else None
+        )
         acp = samplers.make_alphas_cumprod(
             config.beta_schedule, config.num_train_timesteps, config.beta_start, config.beta_end
         )
@@ -93,7 +104,10 @@ class DiffusionPlusModel(nn.Module):
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
         """(denoiser weights with weight decay, denoiser weights without, observation encoder weights)."""
         decay, no_decay = self.denoiser.param_groups()
-        return decay, no_decay, list(self.obs_encoder.parameters())
+        encoder = list(self.obs_encoder.parameters())
+        if self.aux_head is not None:
+            encoder += list(self.aux_head.parameters())
+        return decay, no_decay, encoder
 
     def loss(
         self,
@@ -108,32 +122,61 @@ class DiffusionPlusModel(nn.Module):
         sample's copies adjacent). `reduction="none"`: one loss per sample, the mean over its copies.
         `compile_mode`: run everything after the draws through torch.compile in that mode (compiled.py).
         """
-        x0 = batch[ACTION].repeat_interleave(self.noise_samples, dim=0)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x0 = batch[ACTION]
+        shape = (x0.shape[0] * self.noise_samples, *x0.shape[1:])
+        noise = torch.randn(shape, generator=generator, device=x0.device, dtype=x0.dtype)
         T = self.alphas_cumprod.shape[0]
-        t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=x0.device)
+        t = torch.randint(0, T, (shape[0],), generator=generator, device=x0.device)
         obs = {k: batch[k] for k in self.input_keys}
-        pad = batch.get("action_is_pad") if self.mask_loss_for_padding else None
-        if pad is not None:
-            pad = pad.repeat_interleave(self.noise_samples, dim=0)
+        is_pad = batch.get("action_is_pad")
+        in_range = None
+        if is_pad is not None and bool(is_pad[:, self.first_action:].sum(1).max() > self.max_end_padding):
+            in_range = is_pad[:, self.first_action:].sum(1) <= self.max_end_padding
+        pad = is_pad if self.mask_loss_for_padding else None
         terms = DiffusionPlusModel._loss
         if compile_mode is not None:
             terms = compiled(terms, compile_mode)
-        return terms(self, obs, x0, noise, t, pad, reduction)
+        return terms(self, obs, x0, noise, t, pad, in_range, reduction)
 
     def _loss(
-        self, obs: dict[str, Tensor], x0: Tensor, noise: Tensor, t: Tensor, pad: Tensor | None, reduction: str
+        self, obs: dict[str, Tensor], x0: Tensor, noise: Tensor, t: Tensor, pad: Tensor | None,
+        in_range: Tensor | None, reduction: str,
     ) -> Tensor:
-        features = self.encode(obs).repeat_interleave(self.noise_samples, dim=0)  # one encoding per sample
-        out = self.denoiser(samplers.add_noise(self.alphas_cumprod, x0, noise, t), t, features)
-        loss = F.mse_loss(out, samplers.training_target(self.prediction_type, x0, noise), reduction="none")
-        keep = torch.ones_like(loss)
+        k = self.noise_samples
+        encoded = self.encode(obs)
+        features = encoded.repeat_interleave(k, dim=0)  # one encoding per sample
+        x0_k = x0.repeat_interleave(k, dim=0)
+        out = self.denoiser(samplers.add_noise(self.alphas_cumprod, x0_k, noise, t), t, features)
+        loss = F.mse_loss(out, samplers.training_target(self.prediction_type, x0_k, noise), reduction="none")
+        keep = torch.ones_like(x0)
         if pad is not None:
             keep = keep * ~pad.unsqueeze(-1)
+        if in_range is not None:
+            keep = keep * in_range.view(-1, 1, 1)
+        keep_k = keep.repeat_interleave(k, dim=0)
+        if self.min_snr_gamma is not None:
+            loss = loss * self.snr_weight(t).view(-1, 1, 1)
+        aux = None
+        if self.aux_head is not None:
+            guess = self.aux_head(encoded.flatten(1)).view_as(x0)
+            aux = F.mse_loss(guess, x0, reduction="none") * keep
         if reduction == "none":
-            per_copy = (loss * keep).flatten(1).sum(1) / keep.flatten(1).sum(1).clamp(min=1)
-            return per_copy.view(-1, self.noise_samples).mean(1)
-        return (loss * keep).sum() / keep.sum().clamp(min=1)
+            per_copy = (loss * keep_k).flatten(1).sum(1) / keep_k.flatten(1).sum(1).clamp(min=1)
+            per_sample = per_copy.view(-1, k).mean(1)
+            if aux is not None:
+                per_sample = per_sample + self.aux_weight * aux.flatten(1).sum(1) / keep.flatten(1).sum(1).clamp(min=1)
+            return per_sample
+        total = (loss * keep_k).sum() / keep_k.sum().clamp(min=1)
+        if aux is not None:
+            total = total + self.aux_weight * aux.sum() / keep.sum().clamp(min=1)
+        return total
+
+    def snr_weight(self, t: Tensor) -> Tensor:
+        """Min-SNR weight of each timestep: min(SNR, gamma) / SNR for epsilon, min(SNR, gamma) for sample."""
+        acp = self.alphas_cumprod[t]
+        snr = acp / (1 - acp)
+        clipped = snr.clamp(max=self.min_snr_gamma)
+        return clipped / snr if self.prediction_type == "epsilon" else clipped
 
     # --- inference --------------------------------------------------------------------------------
     def sample(
