@@ -34,6 +34,45 @@ LIMITS = {
     "diffusion_step_embed_dim": 2048, "n_layer": 48, "n_head": 64, "n_emb": 4096, "n_cond_layers": 48,
     "noise_samples_per_observation": 256,
 }
+# The fields above are bounded one at a time, which still lets them build billions of parameters together
+# (down_dims=[4096, 4096, 4096] with kernel_size=15), so the denoiser they build is bounded too. 1e9 is about
+# 15 times the paper's 63.5M U-Net, yet already 4 GB of float32 weights, and some 20 GB with the EMA copy,
+# the gradients and AdamW's two moments.
+MAX_DENOISER_PARAMETERS = 10**9
+# The fields each estimate reads that set its size, named when it is too large.
+DENOISER_SIZE_FIELDS = {
+    "unet": ("down_dims", "kernel_size", "diffusion_step_embed_dim", "n_obs_steps"),
+    "transformer": ("n_layer", "n_emb", "n_cond_layers"),
+}
+# The estimate comes before the dataset is known: it assumes a 10-dimensional action and 64 observation
+# features per step (one camera at 32 keypoints). Larger ones only widen the input and FiLM layers.
+ASSUMED_ACTION_DIM, ASSUMED_OBS_FEATURES = 10, 64
+
+
+def estimate_denoiser_parameters(config) -> int:
+    """The weights (biases and norms left out, well under 1%) of the denoiser a config builds, from its fields
+    alone: the layers of denoiser_unet.py and denoiser_transformer.py, counted without building them."""
+    A, O, n_obs = ASSUMED_ACTION_DIM, ASSUMED_OBS_FEATURES, config.n_obs_steps
+    if config.denoiser_type == "transformer":
+        C = config.n_emb
+        # A decoder block: self- and cross-attention (4 C x C each) and an MLP 4 C wide (8 C x C).
+        blocks = 16 * C * C * config.n_layer
+        cond = 12 * C * C * config.n_cond_layers if config.n_cond_layers else 8 * C * C
+        return blocks + cond + C * (2 * A + O + config.horizon + 1 + n_obs)
+    dims, k = tuple(config.down_dims), config.kernel_size
+    if not dims:
+        return 0
+    E = config.diffusion_step_embed_dim
+    film = (E + O * n_obs) * (2 if config.use_film_scale_modulation else 1)
+
+    def block(cin: int, cout: int) -> int:  # two convolutions, FiLM, a 1x1 residual where channels change
+        return k * cout * (cin + cout) + film * cout + (cin * cout if cin != cout else 0)
+
+    levels = list(zip((A, *dims[:-1]), dims))
+    down = sum(block(i, o) + block(o, o) + 3 * o * o for i, o in levels) - 3 * dims[-1] ** 2
+    up = sum(block(2 * o, i) + block(i, i) + 4 * i * i for i, o in levels[1:])
+    mid, head, step = 2 * block(dims[-1], dims[-1]), k * dims[0] ** 2 + dims[0] * A, 8 * E * E
+    return down + mid + up + head + step
 
 
 RTC_NEEDS_ONE_OBS = (
@@ -209,6 +248,15 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
             values = value if isinstance(value, (tuple, list)) else (value,)
             if any(v is not None and v > most for v in values):
                 raise ConfigError(name, value, f"at most {most} (a larger value would hang or exhaust memory)")
+        estimate = estimate_denoiser_parameters(self)
+        if estimate > MAX_DENOISER_PARAMETERS:
+            names = DENOISER_SIZE_FIELDS[self.denoiser_type]
+            raise ConfigError(
+                "/".join(names), tuple(getattr(self, n) for n in names),
+                f"settings that build a denoiser of at most {MAX_DENOISER_PARAMETERS / 1e9:.1f} billion "
+                f"parameters; these build about {estimate / 1e9:.1f} billion (estimated before the dataset is "
+                "known; the EMA copy doubles it)",
+            )
 
     def _validate(self) -> None:
         if self.n_obs_steps < 1:

@@ -156,29 +156,35 @@ class RgbEncoder(nn.Module):
         self.pool = SpatialSoftmax(fmap.shape[1], fmap.shape[2], fmap.shape[3], k)
         self.out = nn.Sequential(nn.Linear(2 * k, 2 * k), nn.ReLU())
         self.feature_dim = 2 * k
-        self._channels_last: tuple[tuple, dict[str, Tensor]] = ((), {})
 
     def forward(self, images: Tensor) -> Tensor:
         images = crop(resize(images, self.working_shape), self.crop_shape, self.training and self.crop_is_random)
-        if self.training or torch.is_grad_enabled():
-            features = self.backbone(images)
-        else:
-            # Inference: oneDNN's convolutions and max pooling run faster in channels-last layout on a CPU (its
-            # max pooling about ten times). The weights are used through channels-last copies, because the
-            # module's own must stay contiguous for safetensors. Training measured no steady gain.
+        if not self.training and not torch.is_grad_enabled() and self._frozen_channels_last():
+            # oneDNN's convolutions and max pooling run faster in channels-last layout on a CPU.
             images = images.contiguous(memory_format=torch.channels_last)
-            features = torch.func.functional_call(self.backbone, self._channels_last_weights(), (images,), strict=False)
-        return self.out(self.pool(features).flatten(1))
+        return self.out(self.pool(self.backbone(images)).flatten(1))
 
-    def _channels_last_weights(self) -> dict[str, Tensor]:
-        """Channels-last copies of the convolution weights, made again whenever one was changed or moved (an
-        in-place update such as the EMA's or load_state_dict's bumps a tensor's version)."""
-        convs = [(n, p) for n, p in self.backbone.named_parameters() if p.dim() == 4]
-        key = tuple((p.data_ptr(), p._version) for _, p in convs)
-        if key != self._channels_last[0]:
-            copies = {n: p.detach().contiguous(memory_format=torch.channels_last) for n, p in convs}
-            self._channels_last = (key, copies)
-        return self._channels_last[1]
+    def _frozen_channels_last(self) -> bool:
+        """Store a frozen trunk's convolution weights channels-last (the EMA copy: nothing trains it); False
+        if the trunk trains.
+
+        The layout changes in place, so inference always reads the module's own weights: copies would go stale
+        after a write through `.data`, which leaves no trace in a tensor's version. Checked per call (metadata
+        only), since a load or `p.data = ...` may bring back the default layout. LeRobot's `save_pretrained`
+        saves contiguous copies (safetensors' save_model), so checkpoints do not change. A trunk that trains
+        keeps the layout its optimizer state and DDP's gradient buckets were made for (training measured no
+        steady gain from channels-last) and runs inference in it: channels-last images alone would make every
+        convolution convert its weights, slower than the default layout."""
+        convs = [p for p in self.backbone.parameters() if p.dim() == 4]
+        if any(p.requires_grad for p in convs):
+            return False
+        for p in convs:
+            if not p.is_contiguous(memory_format=torch.channels_last):
+                # Not an inference tensor even under torch.inference_mode (LeRobot's rollout and eval), which
+                # training could not use afterwards.
+                with torch.inference_mode(False):
+                    p.data = p.data.contiguous(memory_format=torch.channels_last)
+        return True
 
 
 class ObservationEncoder(nn.Module):

@@ -4,6 +4,11 @@ A new chunk needs the encoder features of the whole history, but only the newest
 keeps its features after its first encoding (and drops its images), so a chunk runs the vision backbone on
 unseen frames only. After a reset the first observation fills the whole history, as in the reference; it
 is one frame and is encoded once.
+
+A frame waits unencoded until the next chunk, so `push` keeps a copy of its tensors: a caller may reuse its
+observation buffers in place. Copying is cheaper than encoding on push, which would run the backbone on
+every frame, also on those that leave the history before a chunk needs them: on a CPU two 480x640 frames
+copy in about 0.2 ms, where the ResNet takes tens of milliseconds per frame.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ class ObservationHistory:
         return len(self.frames)
 
     def push(self, obs: dict[str, Tensor]) -> None:
-        frame = _Frame(obs)
+        frame = _Frame({k: v.clone() for k, v in obs.items()})
         if not self.frames:
             self.frames.extend([frame] * self.frames.maxlen)
         else:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from lerobot.configs import FeatureType, PolicyFeature
 
-from conftest import make_config, make_policy
+from conftest import make_batch, make_config, make_policy
 from lerobot_policy_diffusion_plus.errors import ConfigError, ObservationError
 
 SO100 = {
@@ -59,10 +59,10 @@ def test_a_change_near_any_corner_of_a_640x480_camera_changes_the_features():
 
 
 def test_inference_sees_the_features_training_computes():
-    """Inference runs the ResNet in channels-last layout through copies of its weights (faster on a CPU): the
-    same features as training's layout, also after the weights change in place (an EMA step, a load)."""
+    """Inference runs the EMA copy's ResNet in channels-last layout (faster on a CPU): the same features as
+    training's layout, also after the weights change in place (an EMA step, a load)."""
     policy = make_policy(so100_config(crop_is_random=False))
-    encoder = policy.model.obs_encoder
+    encoder = policy.inference_model.obs_encoder
     obs = {k: v[:, None] for k, v in so100_obs(batch=2).items()}
     with torch.no_grad():
         for _ in range(2):
@@ -72,6 +72,28 @@ def test_inference_sees_the_features_training_computes():
             torch.testing.assert_close(encoder(obs), trained, atol=1e-5, rtol=1e-4)
             for p in encoder.parameters():
                 p.mul_(1.05)
+
+
+def test_inference_uses_weights_changed_through_data():
+    """A write through `.data` (diffusers' EMAModel.copy_to, user code) leaves no trace in a tensor's version:
+    inference must still act with the new weights, as a plain forward does."""
+    policy = make_policy(make_config("diffusion_plus", "one_camera")).eval()
+    model = policy.inference_model
+    obs = {k: v[:1] for k, v in make_batch(policy.config, time_axis=False).items() if k in model.input_keys}
+    noise = torch.randn(1, policy.config.horizon, 2, generator=torch.Generator().manual_seed(1))
+    policy.select_action(obs, noise)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.obs_encoder.rgb[0].backbone.parameters():
+            if p.dim() == 4:
+                p.data.add_(0.05 * torch.randn(p.shape, generator=g))
+        fast = model.encode_frame(obs)
+    with torch.enable_grad():  # the training branch: the backbone's own weights as they are
+        plain = model.encode_frame(obs).detach()
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-4)
+    policy.reset()
+    expected = policy._sample_chunk(torch.stack([plain, plain], dim=1), noise)[:, 0]
+    torch.testing.assert_close(policy.select_action(obs, noise), expected, atol=1e-5, rtol=1e-4)
 
 
 def test_two_unrelated_96x96_images_give_different_features():
@@ -194,6 +216,25 @@ def test_each_frame_is_encoded_once_with_the_same_actions():
     stacked = {k: torch.stack([first[k], second[k]], dim=1) for k in SO100}
     reencoded = policy.predict_action_chunk(stacked, noise=noise)[:, 0]
     torch.testing.assert_close(cached, reencoded)
+
+
+def test_a_caller_may_reuse_its_observation_tensors_in_place():
+    """A frame waits unencoded in the history until the next chunk (here 4 steps apart): writing the next frame
+    into the same tensors must not change the frame the policy already holds."""
+    config = make_config("diffusion_plus", "one_camera", n_obs_steps=2, n_action_steps=4)
+    policy = make_policy(config).eval()
+    frames = [make_batch(config, batch_size=1, time_axis=False, seed=s) for s in range(9)]
+    frames = [{k: f[k] for k in config.input_features} for f in frames]
+    noise = torch.randn(1, config.horizon, 2, generator=torch.Generator().manual_seed(0))
+    fresh = [policy.select_action(f, noise) for f in frames]
+    policy.reset()
+    buffers = {k: torch.empty_like(v) for k, v in frames[0].items()}
+    reused = []
+    for f in frames:
+        for k, v in f.items():
+            buffers[k].copy_(v)
+        reused.append(policy.select_action(buffers, noise))
+    torch.testing.assert_close(torch.stack(reused), torch.stack(fresh))
 
 
 def test_rtc_with_an_observation_history_is_refused_before_the_robot_moves():

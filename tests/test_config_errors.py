@@ -32,6 +32,14 @@ CASES = {
                              ["compile_mode='fast'", "'default', 'reduce-overhead', 'max-autotune'"]),
     "no_noise_samples": ("diffusion_plus", ["--policy.noise_samples_per_observation=0"],
                          ["noise_samples_per_observation=0", "an integer >= 1"]),
+    # Each field within its own limit, billions of parameters together.
+    "unet_too_large": ("diffusion_plus", ["--policy.down_dims=[4096,4096,4096]", "--policy.kernel_size=15"],
+                       ["down_dims/kernel_size/diffusion_step_embed_dim/n_obs_steps=",
+                        "((4096, 4096, 4096), 15, 128, 2)",
+                        "at most 1.0 billion parameters", "about 6.9 billion"]),
+    "transformer_too_large": ("diffusion_plus_transformer", ["--policy.n_layer=48", "--policy.n_emb=4096",
+                                                             "--policy.n_head=64"],
+                              ["n_layer/n_emb/n_cond_layers=(48, 4096, 0)", "at most 1.0 billion parameters"]),
 }
 
 
@@ -197,6 +205,44 @@ def test_config_names_the_field_and_allowed_values(case):
     policy_type, overrides, message = DIRECT_CASES[case]
     with pytest.raises(ConfigError, match=re.escape(message)):
         make_config(policy_type, **overrides)
+
+
+@pytest.mark.parametrize(
+    "policy_type, overrides",
+    [
+        ("diffusion_plus", {}),
+        ("diffusion_plus", {"down_dims": (64, 128, 256), "diffusion_step_embed_dim": 128, "n_groups": 8}),
+        ("diffusion_plus", {"down_dims": (32, 64, 128, 256), "kernel_size": 3, "n_obs_steps": 4,
+                            "use_film_scale_modulation": False}),
+        ("diffusion_plus_transformer", {}),
+        ("diffusion_plus_transformer", {"n_layer": 8, "n_head": 4, "n_emb": 256}),
+        ("diffusion_plus_transformer", {"n_layer": 3, "n_head": 4, "n_emb": 64, "n_cond_layers": 2, "horizon": 32}),
+    ],
+)
+def test_denoiser_size_estimate_matches_the_built_network(policy_type, overrides):
+    from conftest import make_config
+
+    from lerobot_policy_diffusion_plus.configuration_diffusion_plus import (
+        ASSUMED_ACTION_DIM,
+        ASSUMED_OBS_FEATURES,
+        estimate_denoiser_parameters,
+    )
+    from lerobot_policy_diffusion_plus.diffusion_model import make_denoiser
+
+    config = make_config(policy_type, **overrides)
+    built = make_denoiser(config, ASSUMED_ACTION_DIM, ASSUMED_OBS_FEATURES)
+    real = sum(p.numel() for p in built.parameters())
+    assert estimate_denoiser_parameters(config) == pytest.approx(real, rel=0.1)
+
+
+def test_the_papers_unet_is_far_below_the_size_bound():
+    from lerobot_policy_diffusion_plus import DiffusionPlusConfig
+    from lerobot_policy_diffusion_plus.configuration_diffusion_plus import (
+        MAX_DENOISER_PARAMETERS,
+        estimate_denoiser_parameters,
+    )
+
+    assert 60e6 < estimate_denoiser_parameters(DiffusionPlusConfig()) < MAX_DENOISER_PARAMETERS / 10
 
 
 def test_dpm_solver_at_its_largest_step_count_is_accepted():
