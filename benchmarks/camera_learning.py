@@ -86,10 +86,18 @@ def train(policy_type: str, data: Path, work: Path, args) -> dict:
     if kept:
         return {"checkpoint": kept[-1], "steps": int(kept[-1].name), "train_wall_s": None}
     shutil.rmtree(out, ignore_errors=True)
-    extra = (OURS if policy_type == "diffusion_plus" else THEIRS) + ["--save_checkpoint=true"]
+    steps = args.steps
+    if args.recipe and policy_type == "diffusion_plus":
+        steps = steps or json.loads(args.recipe.read_text()).get("steps", 0)
+        # The recipe file as a user passes it; the budget and save frequency of this run on top.
+        extra = [f"--config_path={args.recipe}", *args.flags]
+    else:
+        extra = (OURS + args.flags if policy_type == "diffusion_plus" else THEIRS + args.diffusion_flags)
+    extra += ["--save_checkpoint=true"]
     flags = lerobot_cli.train_flags(
-        policy_type, data, out, steps=1_000_000, batch_size=args.batch_size, save_freq=args.save_freq[policy_type],
-        device="cpu", repo_id="local/so100_synth", num_workers=1, log_freq=10, seed=1000, extra=extra)
+        policy_type, data, out, steps=steps or 1_000_000, batch_size=args.batch_size,
+        save_freq=args.save_freq[policy_type], device="cpu", repo_id="local/so100_synth", num_workers=1,
+        log_freq=10, seed=1000, extra=extra)
     start = time.time()
 
     def done() -> bool:
@@ -98,7 +106,7 @@ def train(policy_type: str, data: Path, work: Path, args) -> dict:
                 shutil.rmtree(old / "training_state", ignore_errors=True)  # the optimizer: not needed to act
             else:
                 shutil.rmtree(old)
-        return time.time() - start > args.minutes * 60
+        return not steps and time.time() - start > args.minutes * 60
 
     log = work / f"{policy_type}.log"
     try:
@@ -184,6 +192,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=28.0, help="training budget of each policy")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="train this many steps (the schedule's length) instead of --minutes")
+    parser.add_argument("--recipe", type=Path, default=None,
+                        help="train diffusion_plus with this lerobot-train --config_path file instead of its flags")
+    parser.add_argument("--flags", nargs="*", default=[], help="more lerobot-train flags for diffusion_plus")
+    parser.add_argument("--diffusion-flags", nargs="*", default=[],
+                        help="more lerobot-train flags for LeRobot's diffusion (e.g. equal settings)")
     parser.add_argument("--episodes", type=int, default=EPISODES)
     parser.add_argument("--held-out", type=int, default=HELD_OUT)
     parser.add_argument("--frames", type=int, default=FRAMES)

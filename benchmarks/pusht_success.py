@@ -4,7 +4,7 @@ act, trained with lerobot-train on the 206 human demos (keypoints) and evaluated
     python benchmarks/pusht_success.py --workdir runs/pusht_success [--steps 20000] [--train-seeds 1000]
         [--policies diffusion_plus diffusion_plus_transformer diffusion act] [--eval-at 5000 10000 20000]
         [--eval-episodes 50] [--eval-seed 100000] [--down-dims 64 128 256] [--act-flags "..."]
-        [--diffusion-flags "..."]
+        [--diffusion-flags "..."] [--ours-flags "..."]
         [--n-action-steps N] [--data DIR] [--dry-run]
     python benchmarks/pusht_success.py --workdir WORK --time-budget 210 --data KEYPOINT_DATA
         [--image-data IMAGE_DATA] [--device cuda] [--save-freq 1000] [--eval-timeout 180]
@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--diffusion-flags", default="", help="extra lerobot-train flags for LeRobot's diffusion "
                         "(e.g. the paper's horizons: \"--policy.horizon=16 --policy.n_action_steps=8\"); "
                         "use a --workdir of its own, as its runs are named by policy and seed only")
+    parser.add_argument("--ours-flags", default="", help="extra lerobot-train flags for diffusion_plus and "
+                        "diffusion_plus_transformer, e.g. a recipe: \"--config_path=examples/pusht/train_cpu_30min.json\" "
+                        "(the flags of this script, such as --steps and --batch-size, still apply)")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--eval-seed", type=int, default=100000)
     parser.add_argument("--sampler", default="DDIM-10", help="sampler-steps for the diffusion policies at eval")
@@ -194,7 +197,7 @@ def saved_steps(out: Path) -> list[int]:
 
 
 def extra_flags(policy: str, args) -> str:
-    return {"act": args.act_flags, "diffusion": args.diffusion_flags}.get(policy, "")
+    return {"act": args.act_flags, "diffusion": args.diffusion_flags}.get(policy, args.ours_flags)
 
 
 def train_cmd(policy: str, seed: int, args, data: Path, out: Path, resume: bool) -> list[str]:
