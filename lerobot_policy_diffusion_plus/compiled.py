@@ -12,12 +12,14 @@ are then kept in `cache_dir()`, not in /tmp, so a robot's second start, even aft
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+logger = logging.getLogger(__name__)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _compiled: dict[tuple[Callable, str], Callable] = {}
 
@@ -48,4 +50,7 @@ def compiled(fn: Callable, mode: str) -> Callable:
         # model next to its EMA copy, both denoisers and a few batch sizes before falling back to eager.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16)
         _compiled[key] = torch.compile(fn, mode=mode, dynamic=False)
+        # Said once per path: a robot loop otherwise shows a silent stall of up to a minute on its first chunk.
+        logger.info("compiling %s (torch.compile mode=%s) on its first call; cache: %s",
+                    getattr(fn, "__qualname__", fn), mode, os.environ["TORCHINDUCTOR_CACHE_DIR"])
     return _compiled[key]

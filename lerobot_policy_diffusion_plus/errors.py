@@ -33,4 +33,7 @@ class CheckpointError(RuntimeError):
 
 
 class ActionError(RuntimeError):
-    """A sampled action the policy refuses to return (NaN or Inf); the robot loop stops on it."""
+    """A sampled action the policy refuses to return (NaN or Inf), so nothing of its chunk is sent.
+
+    `lerobot-rollout`'s sync loop stops on it; its RTC thread retries (10 times, 0.5 s apart) and then ends
+    the rollout (tests/test_rollout.py runs both)."""

@@ -129,6 +129,11 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         """lerobot-rollout --inference.type=rtc: guided inpainting of the previous chunk (see rtc.py)."""
         return True
 
+    # `lerobot-rollout --use_torch_compile=true` sets `compile_model` (each denoising step compiled, see
+    # compiled.py) and also wraps this method in torch.compile. Tracing it would gain nothing over the compiled
+    # steps and fails on its Python bookkeeping (history deque, action checks, timing), so the outer compile
+    # is told to run it as it is; the compiled steps inside still run compiled.
+    @torch.compiler.disable
     @torch.no_grad()
     def predict_action_chunk(
         self,
@@ -212,7 +217,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         start = cfg.n_obs_steps - 1
         actions = actions[:, start : start + cfg.n_action_steps]
         if not torch.isfinite(actions).all():
-            # clamp keeps NaN: stop here so that the robot loop stops instead of sending it.
+            # clamp keeps NaN: raise so that nothing of this chunk reaches the robot (see ActionError).
             raise ActionError("the sampled action chunk contains NaN or Inf; refusing to return it")
         if cfg.clamp_actions and cfg.normalization_mapping.get("ACTION") is NormalizationMode.MIN_MAX:
             # [-1, 1] is exactly the range of actions seen in training under min/max normalisation.

@@ -12,7 +12,10 @@ and serves with a subclass that adapts the loaded policy to how the server uses 
   policy trained with `n_obs_steps > 1` would see a history of observations a chunk apart instead of one
   control step apart; such a checkpoint is refused when the client asks for it;
 - the policy returns `n_action_steps` actions per chunk: the client's `--actions_per_chunk` sets it, up to
-  the most the checkpoint allows (`horizon - n_obs_steps + 1`).
+  the most the checkpoint allows (`horizon - n_obs_steps + 1`);
+- the server resizes every camera frame to the size the policy was trained on before the policy sees it, so
+  the policy's own check of the camera size never fires there: a client whose camera is missing or of
+  another size is refused when it connects.
 """
 
 from __future__ import annotations
@@ -38,14 +41,23 @@ class DiffusionPlusPolicyServer(lerobot_server.PolicyServer):
         if not isinstance(config, DiffusionPlusBaseConfig):
             return reply  # another policy type, or instructions the server ignored
         if config.n_obs_steps > 1:
-            message = (
+            self._refuse(context, (
                 f"{self.policy_type} checkpoint has n_obs_steps={config.n_obs_steps}: async inference gives "
                 "the policy one observation per action chunk, not consecutive observations; train with "
                 "--policy.n_obs_steps=1 for async inference"
-            )
-            self.logger.error(message)
-            self.policy = self.preprocessor = self.postprocessor = None
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, message)
+            ))
+        for key, feature in config.image_features.items():
+            trained = "x".join(map(str, feature.shape[1:]))  # (C, H, W)
+            sent = self.lerobot_features.get(key)  # the client robot's features; a camera's is (H, W, C)
+            if sent is None:
+                self._refuse(context, f"the client has no camera {key}; the policy was trained on its "
+                                      f"{trained} (HxW) frames")
+            elif tuple(sent["shape"][:2]) != tuple(feature.shape[1:]):
+                size = "x".join(map(str, sent["shape"][:2]))
+                self._refuse(context, (
+                    f"camera {key} sends {size} (HxW) frames but the policy was trained on {trained}; the "
+                    "server would stretch them to that size: configure the camera at its recorded size"
+                ))
         most = config.horizon - config.n_obs_steps + 1
         config.n_action_steps = min(self.actions_per_chunk, most)
         if self.actions_per_chunk > most:
@@ -55,6 +67,12 @@ class DiffusionPlusPolicyServer(lerobot_server.PolicyServer):
             )
         self.policy.reset()
         return reply
+
+    def _refuse(self, context, message: str) -> None:
+        """Unload the policy and end the client's call with `message` (the client stops with it)."""
+        self.logger.error(message)
+        self.policy = self.preprocessor = self.postprocessor = None
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, message)
 
 
 def main() -> None:

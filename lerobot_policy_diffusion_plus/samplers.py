@@ -231,7 +231,10 @@ def denoise(
     x, x0 = x_T, None
     stochastic = bool((table.sigma != 0).any())
     for i in range(table.timesteps.shape[0]):
-        out = denoiser(x, i)
+        # Copied because of CUDA graphs (compile_mode="reduce-overhead" on a GPU): the denoiser's output is a
+        # buffer that its next call overwrites, and x0 can be that very tensor (prediction_type="sample",
+        # no clipping, a guide that keeps it) while the multistep solver still reads it at the next step.
+        out = denoiser(x, i).clone()
         noise = None
         if stochastic:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -6,7 +6,8 @@ config fields (`port`, `cameras`, `max_relative_target`, ...; those that only co
 The joints go toward each commanded position (`tracking` = 1: the observation is the last command), a
 configured camera yields synthetic frames of its configured size (no device is opened: a coloured target
 blob moving over a gradient, as in `examples/so100/synthetic_dataset.py`), every received
-action can be written to `action_log` (JSON lines), and the measured loop rate is logged.
+action can be written to `action_log` (JSON lines), and the measured loop rate is logged, with the number
+of loop ticks that sent no action once actions had started (an RTC queue that ran dry).
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class SO100Dryrun(Robot):
         self._times: list[float] = []
         self._last_report = 0.0
         self._reported = 0  # index of the first send time not yet covered by a loop-rate report
+        # A control loop reads one observation per tick and then sends an action if it has one: a second read
+        # without a send in between is a tick without an action (counted once actions have started).
+        self._awaiting_action = False
+        self._ticks_without_action = 0
 
     @property
     def observation_features(self) -> dict:
@@ -105,6 +110,9 @@ class SO100Dryrun(Robot):
 
     @check_if_not_connected
     def get_observation(self) -> dict:
+        if self._awaiting_action and self._times:
+            self._ticks_without_action += 1
+        self._awaiting_action = True
         obs = {f"{m}.pos": v for m, v in self._position.items()}
         # The blob moves with the number of actions received, so consecutive frames differ as a camera's would.
         for name, scene in self._scenes.items():
@@ -114,6 +122,7 @@ class SO100Dryrun(Robot):
     @check_if_not_connected
     def send_action(self, action: dict) -> dict:
         now = time.perf_counter()
+        self._awaiting_action = False
         received = {k: float(v) for k, v in action.items() if k.endswith(".pos")}
         goal = {k.removesuffix(".pos"): v for k, v in received.items()}
         if self.config.max_relative_target is not None:
@@ -134,7 +143,7 @@ class SO100Dryrun(Robot):
 
     @check_if_not_connected
     def disconnect(self) -> None:
-        summary = _timing(self._times)
+        summary = {**_timing(self._times), "ticks_without_action": self._ticks_without_action}
         logger.info("%s received %d actions; loop: %s", self, len(self._times), summary)
         if self._log is not None:
             self._log.write(json.dumps({"summary": summary}) + "\n")

@@ -92,17 +92,21 @@ def server_ready(server):
 
 @pytest.fixture(scope="module")
 def checkpoint(dataset, server, tmp_path_factory):
-    """A tiny state-only diffusion_plus trained for 2 steps by lerobot-train, with one observation."""
+    """A tiny state-only diffusion_plus trained for 2 steps by lerobot-train, with one observation.
+
+    Its actions are not clamped to the training range: that they stay in range must come from the sampler
+    landing on a clean sample and from the server unnormalising with the dataset's statistics."""
     out = tmp_path_factory.mktemp("train") / "run"
     args = train_args("diffusion_plus", dataset, out, 2, *SMALL_ARGS["diffusion_plus"],
-                      "--policy.n_obs_steps=1")
+                      "--policy.n_obs_steps=1", "--policy.clamp_actions=false")
     result = run_cli("lerobot-train", *args, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     return out / "checkpoints" / "last" / "pretrained_model"
 
 
-def remote_call(address: str, checkpoint, actions_per_chunk: int, observe: bool):
-    """What robot_client does: Ready, the policy instructions, then (observe) one observation, one chunk."""
+def remote_call(address: str, checkpoint, actions_per_chunk: int, observe: bool, cameras: dict | None = None):
+    """What robot_client does: Ready, the policy instructions, then (observe) one observation, one chunk.
+    `cameras`: {name: (height, width)} of the client robot's cameras."""
     from lerobot.async_inference.helpers import RemotePolicyConfig, TimedObservation
     from lerobot.transport import services_pb2, services_pb2_grpc
     from lerobot.transport.utils import send_bytes_in_chunks
@@ -111,7 +115,8 @@ def remote_call(address: str, checkpoint, actions_per_chunk: int, observe: bool)
     from lerobot_policy_diffusion_plus.so100_dryrun import MOTORS
 
     joints = {f"{m}.pos": float for m in MOTORS}
-    features = hw_to_dataset_features(joints, "observation", use_video=False)
+    robot_features = {**joints, **{name: (h, w, 3) for name, (h, w) in (cameras or {}).items()}}
+    features = hw_to_dataset_features(robot_features, "observation", use_video=False)
     spec = RemotePolicyConfig("diffusion_plus", str(checkpoint), features, actions_per_chunk, "cpu")
     with grpc.insecure_channel(address) as channel:
         stub = services_pb2_grpc.AsyncInferenceStub(channel)
@@ -168,26 +173,54 @@ def test_actions_per_chunk_capped_at_what_the_checkpoint_predicts(server, checkp
     assert f"sending {most} actions per chunk" in server[2].read_text()
 
 
-def test_history_checkpoint_refused_at_load(server, dataset, tmp_path):
-    """A checkpoint with n_obs_steps=2 is refused when the client names it, with how to fix it."""
+def save_untrained(config, dataset, path):
+    """What lerobot-train saves at step 0 (the same factory calls), without a training process."""
     import torch
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
-    from lerobot_policy_diffusion_plus import DiffusionPlusConfig
-
-    # What lerobot-train saves at step 0 (the same factory calls), without a training process.
     torch.manual_seed(0)
     meta = LeRobotDatasetMetadata("local/so100_synth", root=dataset)
-    config = DiffusionPlusConfig(device="cpu", n_obs_steps=2, down_dims=(32, 64, 128),
-                                 diffusion_step_embed_dim=32)
-    path = tmp_path / "n_obs_steps_2"
     make_policy(config, ds_meta=meta).save_pretrained(path)
     for pipeline in make_pre_post_processors(config, dataset_stats=meta.stats):
         pipeline.save_pretrained(path)
+    return path
+
+
+def test_history_checkpoint_refused_at_load(server, dataset, tmp_path):
+    """A checkpoint with n_obs_steps=2 is refused when the client names it, with how to fix it."""
+    from lerobot_policy_diffusion_plus import DiffusionPlusConfig
+
+    config = DiffusionPlusConfig(device="cpu", n_obs_steps=2, down_dims=(32, 64, 128),
+                                 diffusion_step_embed_dim=32)
+    path = save_untrained(config, dataset, tmp_path / "n_obs_steps_2")
 
     with pytest.raises(grpc.RpcError) as refused:
         remote_call(server_ready(server), path, actions_per_chunk=ACTIONS_PER_CHUNK, observe=False)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "n_obs_steps=2" in refused.value.details()
     assert "--policy.n_obs_steps=1" in refused.value.details()
+
+
+def test_camera_of_another_size_refused_at_load(server, tmp_path):
+    """LeRobot's server resizes every frame to the trained size before the policy sees it, so the policy's own
+    size check never fires there: a client camera of another size, or a missing one, is refused when the
+    client connects, naming the camera and both sizes; the recorded size is accepted."""
+    from lerobot_policy_diffusion_plus import DiffusionPlusConfig
+
+    data = write_dataset(tmp_path / "data", episodes=1, frames=4, camera="front", height=96, width=128)
+    config = DiffusionPlusConfig(device="cpu", n_obs_steps=1, down_dims=(16, 32, 64), diffusion_step_embed_dim=16)
+    path = save_untrained(config, data, tmp_path / "front_96x128")
+    address = server_ready(server)
+
+    remote_call(address, path, ACTIONS_PER_CHUNK, observe=False, cameras={"front": (96, 128)})
+    refusals = [
+        ({"front": (90, 160)}, "camera observation.images.front sends 90x160 (HxW) frames but the policy was "
+                               "trained on 96x128"),
+        ({"wrist": (96, 128)}, "the client has no camera observation.images.front"),
+    ]
+    for cameras, reason in refusals:
+        with pytest.raises(grpc.RpcError) as refused:
+            remote_call(address, path, ACTIONS_PER_CHUNK, observe=False, cameras=cameras)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert reason in refused.value.details()

@@ -3,8 +3,9 @@
 The data is examples/so100/synthetic_dataset.py's: two 480x640 cameras (`front`, `wrist`), as SO-100/Koch
 users record them, whose target blobs the pointing joints' actions follow. The policies are small (a tiny
 denoiser, the images resized to 96x128, 2 training steps of batch 2, one observation step as RTC needs).
-Each run lasts DURATION seconds at FPS; the dry-run robot logs every action it received and the measured
-loop rate. Tolerance: the mean rate stays within 15% of FPS on this 2-core machine with other work on it.
+Each run lasts DURATION seconds at FPS; the dry-run robot logs every action it received, the measured loop
+rate and the ticks that sent no action. The rate itself is not checked: it depends on what else runs on this
+2-core machine. The runs that only concern the loop (compilation, NaN actions) use a state-only checkpoint.
 """
 
 import io
@@ -12,16 +13,23 @@ import json
 import math
 import re
 import shlex
+import signal
+import sys
+import time
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cli import SMALL_ARGS, run_cli, train_args
+from cli import BIN, SMALL_ARGS, run_cli, train_args
 from conftest import ROOT
 from diffusion_plus_tools import so100_synthetic as synthetic_dataset
+from diffusion_plus_tools.lerobot_cli import capture, start, stop
 
-FPS, DURATION, FPS_TOLERANCE = 10, 4, 0.15
+FPS, DURATION = 10, 4
+# The guide's setting: the most for horizon 16 and one observation; under RTC a chunk may take 8 ticks.
+N_ACTION_STEPS = 16
 CAMERAS, HEIGHT, WIDTH = ("front", "wrist"), 480, 640
 CAMERA = (
     "{front: {type: opencv, index_or_path: 0, width: 640, height: 480, fps: 10}, "
@@ -50,9 +58,7 @@ def rollout_args(model_dir, log, inference: str) -> list[str]:
         f"--robot.cameras={CAMERA}",
         f"--robot.action_log={log}",
         f"--inference.type={inference}",
-        # 8 actions per chunk: in sync mode one tick in 8 computes a chunk; under RTC a chunk may take up to
-        # 4 ticks to compute before the robot waits.
-        "--policy.n_action_steps=8",
+        f"--policy.n_action_steps={N_ACTION_STEPS}",
         f"--fps={FPS}",
         f"--duration={DURATION}",
         "--return_to_initial_position=false",
@@ -96,16 +102,19 @@ def checkpoints(so100_dataset, tmp_path_factory):
 )
 def test_rollout_on_dryrun_robot(policy_type, inference, checkpoints, so100_dataset, tmp_path):
     log = tmp_path / "actions.jsonl"
-    result = run_cli("lerobot-rollout", *rollout_args(checkpoints.get(policy_type), log, inference), timeout=180)
+    # Not clamped to the training range: in range must come from the sampler and the unnormalisation.
+    args = [*rollout_args(checkpoints.get(policy_type), log, inference), "--policy.clamp_actions=false"]
+    result = run_cli("lerobot-rollout", *args, timeout=180)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "RTC inference error" not in result.stderr and "Fatal error" not in result.stderr, result.stderr[-4000:]
 
     records = [json.loads(line) for line in log.read_text().splitlines()]
     summary = records[-1]["summary"]
     actions = [r["action"] for r in records[:-1]]
-    assert abs(summary["fps"] - FPS) <= FPS_TOLERANCE * FPS, summary
-    # The first action waits for the first chunk; after that every tick sends one.
-    assert len(actions) >= (1 - FPS_TOLERANCE) * FPS * (DURATION - 1), summary
+    # Once the first chunk arrived every tick sent an action (under RTC: the queue never ran dry), and the
+    # policy planned more than one chunk.
+    assert summary["ticks_without_action"] == 0, summary
+    assert len(actions) > N_ACTION_STEPS, summary
 
     stats = json.loads((so100_dataset / "meta" / "stats.json").read_text())["action"]
     names = json.loads((so100_dataset / "meta" / "info.json").read_text())["features"]["action"]["names"]
@@ -115,6 +124,79 @@ def test_rollout_on_dryrun_robot(policy_type, inference, checkpoints, so100_data
             value = action[name]
             assert math.isfinite(value)
             assert stats["min"][i] - 1e-3 <= value <= stats["max"][i] + 1e-3, (name, value)
+
+
+@pytest.fixture(scope="module")
+def state_checkpoint(tmp_path_factory):
+    """A state-only diffusion_plus with a two-level U-Net (the least to compile), trained for 2 steps."""
+    root = tmp_path_factory.mktemp("state")
+    data = synthetic_dataset.write(root / "data", episodes=2, frames=30, camera=None)
+    args = train_args("diffusion_plus", data, root / "train", STEPS, "--policy.down_dims=[16,32]",
+                      "--policy.diffusion_step_embed_dim=16", "--policy.n_obs_steps=1", "--batch_size=4")
+    args = [a for a in args if a != "--batch_size=16"]
+    result = run_cli("lerobot-train", *args)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return root / "train" / "checkpoints" / "last" / "pretrained_model"
+
+
+def state_rollout_args(model_dir, log, inference: str, duration: int) -> list[str]:
+    return [
+        f"--policy.path={model_dir}", "--policy.device=cpu", "--robot.type=so100_dryrun",
+        f"--robot.action_log={log}", f"--inference.type={inference}", f"--policy.n_action_steps={N_ACTION_STEPS}",
+        f"--fps={FPS}", f"--duration={duration}", "--return_to_initial_position=false", "--play_sounds=false",
+    ]
+
+
+def test_use_torch_compile_runs_the_compiled_steps(state_checkpoint, tmp_path, monkeypatch):
+    """`lerobot-rollout --use_torch_compile=true` (the guide's way: lerobot-rollout sets compile_model from it,
+    over any --policy.compile_model) runs the denoising steps compiled by compiled.py, in the RTC loop, where
+    LeRobot also wraps predict_action_chunk in a torch.compile of its own."""
+    cache = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))  # compiled.py's cache goes under it
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    log, out = tmp_path / "actions.jsonl", tmp_path / "rollout.log"
+    args = [*state_rollout_args(state_checkpoint, log, "rtc", duration=400), "--use_torch_compile=true",
+            "--policy.compile_mode=default"]
+    # The first chunk compiles (about a minute here); stop once more than a chunk of actions came after it.
+    proc = start([str(BIN / "lerobot-rollout"), *args], out, threads=1)
+    try:
+        deadline = time.monotonic() + 360
+        while not (log.exists() and len(log.read_text().splitlines()) > N_ACTION_STEPS):
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()[-4000:]
+            time.sleep(1)
+    finally:
+        stop(proc, signal.SIGINT)  # the loop ends, then the robot writes its summary
+        proc.wait(60)
+    text = out.read_text()
+    assert proc.returncode == 0, text[-4000:]
+    assert "RTC inference error" not in text, text[-4000:]
+    assert "compiling _forward (torch.compile mode=default)" in text, text[-4000:]
+    assert any(p.is_file() for p in (cache / "lerobot_policy_diffusion_plus" / "torch_compile").rglob("*"))
+    actions = [r["action"] for r in map(json.loads, log.read_text().splitlines()) if "action" in r]
+    assert len(actions) > N_ACTION_STEPS and all(math.isfinite(v) for a in actions for v in a.values())
+
+
+@pytest.mark.parametrize("inference", ["sync", "rtc"])
+def test_nan_actions_never_reach_the_robot(inference, state_checkpoint, tmp_path):
+    """A network that outputs NaN: the policy refuses every chunk (ActionError) and the robot receives nothing.
+    Sync: lerobot-rollout stops at the first one. RTC: LeRobot's RTC thread retries (10 times, 0.5 s apart),
+    then ends the rollout by itself. The README's troubleshooting row says so."""
+    log = tmp_path / "actions.jsonl"
+    script = Path(__file__).parent / "nan_policy_rollout.py"
+    result = capture([sys.executable, str(script), *state_rollout_args(state_checkpoint, log, inference, 120)],
+                     threads=1, timeout=300)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    actions = [r["action"] for r in records if "action" in r]
+    assert all(math.isfinite(v) for a in actions for v in a.values()), "a non-finite action reached the robot"
+    assert records[-1]["summary"]["actions"] == 0, records[-1]
+    assert "the sampled action chunk contains NaN or Inf" in result.stderr, result.stderr[-4000:]
+    if inference == "sync":
+        assert result.returncode != 0 and "ActionError" in result.stderr, result.stderr[-4000:]
+    else:
+        assert "RTC inference error (10/10)" in result.stderr, result.stderr[-4000:]
+        assert "Fatal error in RTC thread" in result.stderr and "Duration limit" not in result.stderr
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `ActionError"))
+    assert "RTC inference error" in row and "10" in row, row
 
 
 def _frames(dataset, name):

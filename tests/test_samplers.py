@@ -141,3 +141,37 @@ def test_timesteps_must_fit_the_schedule():
 def test_unknown_names_are_rejected(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+class ReplayedGraph:
+    """A denoiser run as CUDA graph replay runs it: every call writes its output into the same tensor."""
+
+    def __init__(self, denoiser):
+        self.denoiser, self.out = denoiser, None
+
+    def __call__(self, x, i):
+        y = self.denoiser(x, i)
+        if self.out is None:
+            self.out = torch.empty_like(y)
+        return self.out.copy_(y)
+
+
+@pytest.mark.parametrize("sampler", samplers.SAMPLERS)
+@pytest.mark.parametrize("prediction_type", samplers.PREDICTION_TYPES)
+@pytest.mark.parametrize("clip", [1.0, None])
+def test_denoise_is_safe_when_the_denoiser_reuses_its_output(sampler, prediction_type, clip):
+    """What a sampler keeps from one denoiser call to the next (DPM-Solver++'s previous x0) must not be the
+    buffer the next call overwrites: the same chunk as with a denoiser that returns fresh tensors."""
+    acp = samplers.make_alphas_cumprod("squaredcos_cap_v2", T, 1e-4, 0.02)
+    table = samplers.make_step_table(sampler, acp, 4)
+    weight = torch.randn(2, 2, generator=torch.Generator().manual_seed(1))
+
+    def model(x, i):
+        return torch.tanh(x @ weight) * (1 + i)
+
+    x_T = torch.randn(3, 16, 2, generator=torch.Generator().manual_seed(2))
+    fresh, replayed = (
+        samplers.denoise(f, x_T, table, prediction_type, clip, generator=torch.Generator().manual_seed(3))
+        for f in (model, ReplayedGraph(model))
+    )
+    torch.testing.assert_close(replayed, fresh, atol=0, rtol=0)
