@@ -3,9 +3,10 @@
 `from_pretrained` rebuilds the policy from its config, where command-line overrides have already been
 applied, then loads `model.safetensors`. An override of a field that shapes the network or its inputs
 (a crop, a mask, a group count) can leave every weight shape intact and still change the actions, so the
-model-defining fields are saved beside the weights (`model_fields`, JSON as bytes) and compared by name at
-load time. Only inference settings (sampler, step count, actions per chunk, EMA use, fast path, compilation) may change.
-Weights must also be complete, of the right shapes and finite.
+config fields declared of kind "model" (configuration_diffusion_plus.py) are saved beside the weights
+(`model_fields`, JSON as bytes) and compared by name at load time. Fields of kind "inference" (sampler, step
+count, actions per chunk, EMA use, clipping, fast path, compilation) may change. Weights must also be complete,
+of the right shapes and finite.
 """
 
 from __future__ import annotations
@@ -17,23 +18,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from .configuration_diffusion_plus import fields_of_kind
 from .errors import CheckpointError
 
-# Fields of every policy type that define the trained network or what it sees.
-BASE_MODEL_FIELDS = (
-    "n_obs_steps", "horizon", "vision_backbone", "spatial_softmax_num_keypoints", "resize_shape",
-    "crop_ratio", "crop_shape", "use_separate_rgb_encoder_per_camera", "num_train_timesteps", "beta_schedule",
-    "beta_start", "beta_end", "prediction_type", "clip_sample", "clip_sample_range", "normalization_mapping",
-)
-DENOISER_MODEL_FIELDS = {
-    "unet": ("down_dims", "kernel_size", "n_groups", "diffusion_step_embed_dim", "use_film_scale_modulation"),
-    "transformer": ("n_layer", "n_head", "n_emb", "causal_attn", "n_cond_layers"),
-}
+# The backbone's normalisation layers follow from two fields; what matters is which layers were built.
+BACKBONE_NORM_FIELDS = ("pretrained_backbone_weights", "use_group_norm")
 
 
 def model_fields(config) -> dict:
-    fields = {name: getattr(config, name) for name in BASE_MODEL_FIELDS + DENOISER_MODEL_FIELDS[config.denoiser_type]}
-    # The backbone's normalisation layers follow from two fields; what matters is which layers were built.
+    names = [name for name in fields_of_kind(config, "model") if name not in BACKBONE_NORM_FIELDS]
+    fields = {name: getattr(config, name) for name in names}
     fields["backbone_norm"] = (
         "frozen_batchnorm" if config.pretrained_backbone_weights else
         "groupnorm" if config.use_group_norm else "batchnorm"
@@ -58,7 +52,7 @@ def decode(tensor: Tensor) -> dict:
 
 
 def load_strict(model: nn.Module, model_file: str, drop_prefix: str | None = None) -> None:
-    """Load `model_file` into `model`, or raise CheckpointError saying which fields or keys disagree."""
+    """Load `model_file` into the policy `model`; a CheckpointError names the fields or keys that differ."""
     try:
         # On the CPU: from_pretrained moves the policy to its device afterwards (per rank under DDP).
         state = load_file(model_file, device="cpu")
@@ -67,7 +61,7 @@ def load_strict(model: nn.Module, model_file: str, drop_prefix: str | None = Non
     if drop_prefix:
         state = {k: v for k, v in state.items() if not k.startswith(drop_prefix)}
     expected = model.state_dict()
-    _check_fields(state, expected, model_file)
+    _check_fields(state, expected, model_file, fields_of_kind(model.config, "inference"))
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = [
@@ -91,17 +85,18 @@ def load_strict(model: nn.Module, model_file: str, drop_prefix: str | None = Non
     model.load_state_dict(state, strict=True)
 
 
-def _check_fields(state: dict, expected: dict, model_file: str) -> None:
+def _check_fields(state: dict, expected: dict, model_file: str, inference_fields: tuple[str, ...]) -> None:
     if "model_fields" in state:
         saved, wanted = decode(state["model_fields"]), decode(expected["model_fields"])
-        differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        # Compared on the names both know: a field's kind may change between versions (clip_sample was saved
+        # until it became an inference field), and a newer model field is unknown to an older checkpoint.
+        differ = sorted(k for k in saved.keys() & wanted.keys() if saved[k] != wanted[k])
         if differ:
-            details = ", ".join(f"{k}: trained {saved.get(k)!r}, asked {wanted.get(k)!r}" for k in differ)
+            details = ", ".join(f"{k}: trained {saved[k]!r}, asked {wanted[k]!r}" for k in differ)
             raise CheckpointError(
                 f"{model_file} was trained with other settings than this config asks for ({details}); these "
                 "define the network or its inputs and must be as in training. Only inference settings "
-                "(noise_scheduler_type, num_inference_steps, n_action_steps, use_ema, fast_inference, "
-                "compile_model, compile_mode, clamp_actions) may change at load time"
+                f"({', '.join(inference_fields)}) may change at load time"
             )
         state["model_fields"] = expected["model_fields"]
     # Checkpoints written before `model_fields` existed carry the schedule and a few settings as numbers.

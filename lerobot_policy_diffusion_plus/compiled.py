@@ -20,7 +20,6 @@ from typing import Callable
 import torch
 
 logger = logging.getLogger(__name__)
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _compiled: dict[tuple[Callable, str], Callable] = {}
 
 

@@ -1,8 +1,10 @@
 """Configs of the two policy types: `diffusion_plus` (1D U-Net) and `diffusion_plus_transformer`.
 
-Everything but the denoiser lives in `DiffusionPlusBaseConfig`; each registered type adds its denoiser's
-fields and optimizer preset. Field names follow LeRobot's `diffusion` wherever the concept is the same, so
-switching is a change of `--policy.type` only. Defaults are the paper's (Chi et al. 2023).
+Everything but the denoiser lives in `DiffusionPlusBaseConfig`; each type, declared with
+`@register_policy_type` (registry.py), adds its denoiser's fields, size estimate and optimizer preset. Field
+names follow LeRobot's `diffusion` wherever the concept is the same, so switching is a change of
+`--policy.type` only. Defaults are the paper's (Chi et al. 2023). Every field is declared with its kind
+(`model_field`, `inference_field`, `training_field`): what a checkpoint must match at load time follows.
 
 Validation happens in `__post_init__`, before any dataset or model is built. LeRobot's CLI parser hides
 the message of a ValueError raised there, so `ConfigError` is deliberately not one (see `errors.py`).
@@ -10,15 +12,16 @@ the message of a ValueError raised there, so `ConfigError` is deliberately not o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from typing import ClassVar
 
 from lerobot.configs import FeatureType, NormalizationMode, PreTrainedConfig
 from lerobot.optim.optimizers import AdamWConfig
 from lerobot.optim.schedulers import CosineAnnealingWithWarmupSchedulerConfig
 
-from .compiled import COMPILE_MODES
+from . import registry
 from .errors import ConfigError, check_choice
-from .samplers import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
+from .registry import BETA_SCHEDULES, COMPILE_MODES, PREDICTION_TYPES, SAMPLERS
 
 VISION_BACKBONES = ("resnet18", "resnet34", "resnet50")
 # The ResNet trunk halves the image five times; its spatial softmax needs at least this many cells per side
@@ -39,40 +42,9 @@ LIMITS = {
 # 15 times the paper's 63.5M U-Net, yet already 4 GB of float32 weights, and some 20 GB with the EMA copy,
 # the gradients and AdamW's two moments.
 MAX_DENOISER_PARAMETERS = 10**9
-# The fields each estimate reads that set its size, named when it is too large.
-DENOISER_SIZE_FIELDS = {
-    "unet": ("down_dims", "kernel_size", "diffusion_step_embed_dim", "n_obs_steps"),
-    "transformer": ("n_layer", "n_emb", "n_cond_layers"),
-}
 # The estimate comes before the dataset is known: it assumes a 10-dimensional action and 64 observation
 # features per step (one camera at 32 keypoints). Larger ones only widen the input and FiLM layers.
 ASSUMED_ACTION_DIM, ASSUMED_OBS_FEATURES = 10, 64
-
-
-def estimate_denoiser_parameters(config) -> int:
-    """The weights (biases and norms left out, well under 1%) of the denoiser a config builds, from its fields
-    alone: the layers of denoiser_unet.py and denoiser_transformer.py, counted without building them."""
-    A, O, n_obs = ASSUMED_ACTION_DIM, ASSUMED_OBS_FEATURES, config.n_obs_steps
-    if config.denoiser_type == "transformer":
-        C = config.n_emb
-        # A decoder block: self- and cross-attention (4 C x C each) and an MLP 4 C wide (8 C x C).
-        blocks = 16 * C * C * config.n_layer
-        cond = 12 * C * C * config.n_cond_layers if config.n_cond_layers else 8 * C * C
-        return blocks + cond + C * (2 * A + O + config.horizon + 1 + n_obs)
-    dims, k = tuple(config.down_dims), config.kernel_size
-    if not dims:
-        return 0
-    E = config.diffusion_step_embed_dim
-    film = (E + O * n_obs) * (2 if config.use_film_scale_modulation else 1)
-
-    def block(cin: int, cout: int) -> int:  # two convolutions, FiLM, a 1x1 residual where channels change
-        return k * cout * (cin + cout) + film * cout + (cin * cout if cin != cout else 0)
-
-    levels = list(zip((A, *dims[:-1]), dims))
-    down = sum(block(i, o) + block(o, o) + 3 * o * o for i, o in levels) - 3 * dims[-1] ** 2
-    up = sum(block(2 * o, i) + block(i, i) + 4 * i * i for i, o in levels[1:])
-    mid, head, step = 2 * block(dims[-1], dims[-1]), k * dims[0] ** 2 + dims[0] * A, 8 * E * E
-    return down + mid + up + head + step
 
 
 RTC_NEEDS_ONE_OBS = (
@@ -80,6 +52,33 @@ RTC_NEEDS_ONE_OBS = (
     "per chunk, not the consecutive frames this policy was trained on. Train with --policy.n_obs_steps=1 for "
     "them, or run this checkpoint with --inference.type=sync"
 )
+
+
+# Every field is declared with its kind, and what is compared at load time is derived from it (checkpoint.py):
+# "model": defines the network's weights, what it sees or what it is trained to predict; saved with the weights
+#   and must be as in training when a checkpoint is loaded.
+# "inference": how actions are sampled and returned; may change on any checkpoint.
+# "training": read by training only; ignored when a checkpoint acts.
+FIELD_KINDS = ("model", "inference", "training")
+
+
+def model_field(default=MISSING, *, default_factory=MISSING):
+    return field(default=default, default_factory=default_factory, metadata={"kind": "model"})
+
+
+def inference_field(default=MISSING, *, default_factory=MISSING):
+    return field(default=default, default_factory=default_factory, metadata={"kind": "inference"})
+
+
+def training_field(default=MISSING, *, default_factory=MISSING):
+    return field(default=default, default_factory=default_factory, metadata={"kind": "training"})
+
+
+def fields_of_kind(config, kind: str) -> tuple[str, ...]:
+    """Names of the fields of `kind` (one of FIELD_KINDS) of a config class or instance, in declaration order.
+    LeRobot's own fields (device, input/output features, hub settings) have no kind."""
+    check_choice("kind", kind, FIELD_KINDS)
+    return tuple(f.name for f in fields(config) if f.metadata.get("kind") == kind)
 
 
 def resnet_feature_size(side: int) -> int:
@@ -93,18 +92,18 @@ def resnet_feature_size(side: int) -> int:
 class DiffusionPlusBaseConfig(PreTrainedConfig):
     # Chunking: 2 observations in, 16 actions predicted (the reference), 4 executed before sampling again.
     # The reference executes 8; on PushT (keypoints, tuning seeds) 4 gave 10-20 points more success from the
-    # same checkpoints (BENCHMARKS.md). Only inference reads it: it may be changed at load time.
-    n_obs_steps: int = 2
-    horizon: int = 16
-    n_action_steps: int = 4
+    # same checkpoints (BENCHMARKS.md). Only inference reads n_action_steps: it may be changed at load time.
+    n_obs_steps: int = model_field(2)
+    horizon: int = model_field(16)
+    n_action_steps: int = inference_field(4)
     # Start frames LeRobot's (map-style) sampler skips at each episode's end, so that a training chunk has at
     # most 7 padded actions past the end. The reference allows n_action_steps - 1 padded actions, 7 at its 8;
     # a fixed allowance keeps n_action_steps, an inference setting, out of training. None: horizon -
     # n_obs_steps - 7 (7 at the defaults, as LeRobot's `diffusion`). Streaming runs never skip frames.
-    drop_n_last_frames: int | None = None
+    drop_n_last_frames: int | None = training_field(None)
 
     # The paper scales every low-dim input and the action to [-1, 1]; images are standardised.
-    normalization_mapping: dict[str, NormalizationMode] = field(
+    normalization_mapping: dict[str, NormalizationMode] = model_field(
         default_factory=lambda: {
             "VISUAL": NormalizationMode.MEAN_STD,
             "STATE": NormalizationMode.MIN_MAX,
@@ -115,106 +114,106 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
 
     # Observation encoder (images). Each camera goes through a ResNet trunk and a spatial softmax.
     # The torchvision ResNet whose convolutional trunk encodes each camera: resnet18, resnet34 or resnet50.
-    vision_backbone: str = "resnet18"
+    vision_backbone: str = model_field("resnet18")
     # None: train the backbone from scratch (the paper). A torchvision weights name such as
     # "ResNet18_Weights.IMAGENET1K_V1" (downloaded once, only when training starts from it) or the path of a
     # local state-dict file (.pth/.pt/.safetensors) starts from pretrained weights; their BatchNorm layers are
     # then kept with frozen statistics (as LeRobot's `act`), so the EMA copy and the trained weights agree.
     # Loading a checkpoint never reads or downloads these weights: the checkpoint holds them.
-    pretrained_backbone_weights: str | None = None
+    pretrained_backbone_weights: str | None = model_field(None)
     # Replace BatchNorm with GroupNorm in a backbone trained from scratch (batch statistics and an EMA of the
     # weights do not mix). Ignored with pretrained_backbone_weights (frozen BatchNorm, see above).
-    use_group_norm: bool = True
+    use_group_norm: bool = model_field(True)
     # Keypoints the spatial softmax extracts per camera; each gives an expected (x, y), so a camera contributes
     # 2 x this many features per observation step.
-    spatial_softmax_num_keypoints: int = 32
+    spatial_softmax_num_keypoints: int = model_field(32)
     # Working size (H, W) every camera is resized to before cropping. None: the largest camera, scaled down
     # (aspect kept) to at most 240x320 pixels of area, the paper's real-robot size: (480, 640) -> (240, 320),
     # PushT's 96x96 unchanged. Cameras of other sizes are resized to the same working size.
-    resize_shape: tuple[int, int] | None = None
+    resize_shape: tuple[int, int] | None = model_field(None)
     # Crop as a fraction of the working size (0.9: 81% of the frame's area, as the paper's 216x288 of 240x320),
     # random in training and centred at inference. crop_shape, when set, is the crop in pixels of the working
     # size instead (e.g. (84, 84) on PushT's 96x96, the paper's sim setting).
-    crop_ratio: float = 0.9
-    crop_shape: tuple[int, int] | None = None
+    crop_ratio: float = model_field(0.9)
+    crop_shape: tuple[int, int] | None = model_field(None)
     # Random crop position per sample in training (augmentation); false crops the centre in training too.
-    crop_is_random: bool = True
+    crop_is_random: bool = training_field(True)
     # One ResNet per camera instead of one shared by all (the paper shares; separate costs a trunk per camera).
-    use_separate_rgb_encoder_per_camera: bool = False
+    use_separate_rgb_encoder_per_camera: bool = model_field(False)
 
     # Noise schedule. Training always noises with this DDPM forward process (num_train_timesteps steps of
     # beta_schedule); these fields are part of the trained model and must match it at load time.
     # Number of noise levels of the forward process (the paper: 100).
-    num_train_timesteps: int = 100
+    num_train_timesteps: int = model_field(100)
     # How the noise variance grows with t: "squaredcos_cap_v2" (cosine, the paper), "linear" or "scaled_linear".
-    beta_schedule: str = "squaredcos_cap_v2"
+    beta_schedule: str = model_field("squaredcos_cap_v2")
     # First and last beta of the linear schedules (unused by the cosine one).
-    beta_start: float = 0.0001
-    beta_end: float = 0.02
+    beta_start: float = model_field(0.0001)
+    beta_end: float = model_field(0.02)
     # What the denoiser predicts: "epsilon" (the noise, the paper) or "sample" (the clean action chunk).
-    prediction_type: str = "epsilon"
+    prediction_type: str = model_field("epsilon")
     # Clip each step's clean-sample estimate to [-clip_sample_range, clip_sample_range]: with min/max action
-    # normalisation, [-1, 1] is exactly the range of the training actions.
-    clip_sample: bool = True
-    clip_sample_range: float = 1.0
+    # normalisation, [-1, 1] is exactly the range of the training actions. Sampling only: training never clips.
+    clip_sample: bool = inference_field(True)
+    clip_sample_range: float = inference_field(1.0)
     # Sampler at inference: DDIM with 10 steps by default (the paper's real-robot fast path; on PushT not worse
     # than DDPM-100, see BENCHMARKS.md). "DDPM" with num_inference_steps=None is the full 100-step chain,
     # "DPM++2M" a second-order solver for 4-8 steps. Both may be changed at load time without retraining.
-    noise_scheduler_type: str = "DDIM"
-    num_inference_steps: int | None = 10
+    noise_scheduler_type: str = inference_field("DDIM")
+    num_inference_steps: int | None = inference_field(10)
     # Loss on padded actions past an episode's end is kept by default (the reference); true masks it.
-    do_mask_loss_for_padding: bool = False
+    do_mask_loss_for_padding: bool = training_field(False)
     # Noisy copies of each training sample's action chunk, each with its own noise and timestep, all denoised
     # against one encoding of its observation: the denoiser learns from several noise levels per image
     # encoded. Where the vision encoder is most of a step (cameras on a CPU) each extra copy costs only the
     # denoiser's share of it. 1 is the paper's training.
-    noise_samples_per_observation: int = 1
+    noise_samples_per_observation: int = training_field(1)
     # Weight of an auxiliary loss that trains the observation encoder directly: a linear head reads the
     # observation features and regresses the clean action chunk (mean squared error, added to the denoising
     # loss). Denoising gives the image encoder a weak, noisy gradient, and from scratch it starts reading the
     # cameras late; this target reaches it at once (BENCHMARKS.md). Training only: actions always come from the
     # denoiser. 0 (the paper) builds no head. Without cameras there is no encoder to train, so it is ignored.
-    aux_action_loss_weight: float = 0.0
+    aux_action_loss_weight: float = model_field(0.0)
     # Min-SNR loss weighting (Hang et al. 2023): the loss at noise level t is weighted by min(SNR_t, gamma)/SNR_t
     # with epsilon prediction (min(SNR_t, gamma) with sample prediction), so the nearly clean levels, easy and
     # many, stop dominating the gradient. None (the paper): every level weighs the same.
-    min_snr_gamma: float | None = None
+    min_snr_gamma: float | None = training_field(None)
     # Inference fast path (U-Net): FiLM precomputed per chunk, convolutions as matmuls. Same outputs as
     # the eager modules to float tolerance; false runs the eager modules (e.g. to debug a custom layer).
-    fast_inference: bool = True
+    fast_inference: bool = inference_field(True)
     # torch.compile the training loss and each denoising step at inference (LeRobot's `diffusion` names).
     # The first training step and the first chunk compile (about a minute on a CPU); the compiled code is
     # cached on disk (compiled.py), so a second start of the same model is warm in seconds. Off by default:
     # what it gains depends on the machine (BENCHMARKS.md). May be changed at load time.
-    compile_model: bool = False
+    compile_model: bool = inference_field(False)
     # "default", "reduce-overhead" (CUDA graphs on a GPU, the same as "default" on a CPU), "max-autotune" or
     # "max-autotune-no-cudagraphs" (also tries generated matmul kernels: a longer first compile).
-    compile_mode: str = "reduce-overhead"
+    compile_mode: str = inference_field("reduce-overhead")
 
     # EMA of the weights (reference schedule); every returned action uses the EMA weights when on. At load
     # time false acts with the live weights of an EMA checkpoint.
-    use_ema: bool = True
+    use_ema: bool = inference_field(True)
     # decay = 1 - (1 + step / ema_inv_gamma) ** -ema_power, at most ema_max_decay (the reference's values).
-    ema_inv_gamma: float = 1.0
-    ema_power: float = 0.75
-    ema_max_decay: float = 0.9999
+    ema_inv_gamma: float = training_field(1.0)
+    ema_power: float = training_field(0.75)
+    ema_max_decay: float = training_field(0.9999)
 
     # Runtime guard: clamp returned actions to the range seen in training ([-1, 1] after min/max).
-    clamp_actions: bool = True
+    clamp_actions: bool = inference_field(True)
 
     # Optimizer and schedule (reference: AdamW, cosine with warmup), used unless lerobot-train is given its own.
     # Peak learning rate, reached after the warmup, then cosine decay to 0 at the run's last step.
-    optimizer_lr: float = 1e-4
-    optimizer_betas: tuple[float, float] = (0.95, 0.999)
-    optimizer_eps: float = 1e-8
+    optimizer_lr: float = training_field(1e-4)
+    optimizer_betas: tuple[float, float] = training_field((0.95, 0.999))
+    optimizer_eps: float = training_field(1e-8)
     # Weight decay of the denoiser's weight matrices (biases, norms and embeddings get none).
-    optimizer_weight_decay: float = 1e-6
+    optimizer_weight_decay: float = training_field(1e-6)
     # Weight decay of the observation encoder's parameters.
-    optimizer_encoder_weight_decay: float = 1e-6
+    optimizer_encoder_weight_decay: float = training_field(1e-6)
     # Gradients are clipped to this global norm before each step.
-    optimizer_grad_clip_norm: float = 10.0
+    optimizer_grad_clip_norm: float = training_field(10.0)
     # Steps of linear warmup from 0 to optimizer_lr.
-    scheduler_warmup_steps: int = 500
+    scheduler_warmup_steps: int = training_field(500)
 
     def __post_init__(self):
         super().__post_init__()
@@ -248,9 +247,9 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
             values = value if isinstance(value, (tuple, list)) else (value,)
             if any(v is not None and v > most for v in values):
                 raise ConfigError(name, value, f"at most {most} (a larger value would hang or exhaust memory)")
-        estimate = estimate_denoiser_parameters(self)
+        estimate = self.estimate_denoiser_parameters()
         if estimate > MAX_DENOISER_PARAMETERS:
-            names = DENOISER_SIZE_FIELDS[self.denoiser_type]
+            names = self.denoiser_size_fields
             raise ConfigError(
                 "/".join(names), tuple(getattr(self, n) for n in names),
                 f"settings that build a denoiser of at most {MAX_DENOISER_PARAMETERS / 1e9:.1f} billion "
@@ -407,31 +406,66 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     def get_scheduler_preset(self) -> CosineAnnealingWithWarmupSchedulerConfig:
         return CosineAnnealingWithWarmupSchedulerConfig(num_warmup_steps=self.scheduler_warmup_steps)
 
-    @property
-    def denoiser_type(self) -> str:
+    # What each registered type defines (register_policy_type sets denoiser_type).
+    denoiser_type: ClassVar[str]
+    # The fields estimate_denoiser_parameters reads that set its size, named when it is too large.
+    denoiser_size_fields: ClassVar[tuple[str, ...]]
+
+    def estimate_denoiser_parameters(self) -> int:
+        """The weights (biases and norms left out, well under 1%) of the denoiser this config builds, from its
+        fields alone, for ASSUMED_ACTION_DIM and ASSUMED_OBS_FEATURES: counted without building it."""
         raise NotImplementedError
 
 
-@PreTrainedConfig.register_subclass("diffusion_plus")
+def register_policy_type(policy_type: str, denoiser_type: str, denoiser: str):
+    """Class decorator: the config of `--policy.type=policy_type`, whose network is `denoiser` ("module:Class"
+    of this package, imported when a policy is built). LeRobot finds the policy and processors by the config's
+    name; modeling_ and processor_diffusion_plus.py provide them for every registered type."""
+
+    def register(cls):
+        cls.denoiser_type = denoiser_type
+        registry.register_denoiser(denoiser_type, policy_type, cls, denoiser)
+        return PreTrainedConfig.register_subclass(policy_type)(cls)
+
+    return register
+
+
+@register_policy_type("diffusion_plus", "unet", "denoiser_unet:UNet1dDenoiser")
 @dataclass
 class DiffusionPlusConfig(DiffusionPlusBaseConfig):
     """Diffusion Policy with the 1D temporal U-Net denoiser (the paper's DP-C)."""
 
     # Channels of each U-Net level; every level but the last halves the time axis. (256, 512, 1024) is the
     # paper's real-robot size (63.5M); (64, 128, 256) (4.5M) is practical on a CPU.
-    down_dims: tuple[int, ...] = (256, 512, 1024)
+    down_dims: tuple[int, ...] = model_field((256, 512, 1024))
     # Temporal convolution width (odd, so the length is kept).
-    kernel_size: int = 5
+    kernel_size: int = model_field(5)
     # GroupNorm groups in every residual block; must divide every entry of down_dims.
-    n_groups: int = 8
+    n_groups: int = model_field(8)
     # Width of the sinusoidal diffusion-step embedding, fed with the observation features to FiLM.
-    diffusion_step_embed_dim: int = 128
+    diffusion_step_embed_dim: int = model_field(128)
     # FiLM with a per-channel scale and bias (the paper); false uses the bias only.
-    use_film_scale_modulation: bool = True
+    use_film_scale_modulation: bool = model_field(True)
 
-    @property
-    def denoiser_type(self) -> str:
-        return "unet"
+    denoiser_size_fields = ("down_dims", "kernel_size", "diffusion_step_embed_dim", "n_obs_steps")
+
+    def estimate_denoiser_parameters(self) -> int:
+        # The layers of denoiser_unet.py.
+        A, O, n_obs = ASSUMED_ACTION_DIM, ASSUMED_OBS_FEATURES, self.n_obs_steps
+        dims, k = tuple(self.down_dims), self.kernel_size
+        if not dims:
+            return 0
+        E = self.diffusion_step_embed_dim
+        film = (E + O * n_obs) * (2 if self.use_film_scale_modulation else 1)
+
+        def block(cin: int, cout: int) -> int:  # two convolutions, FiLM, a 1x1 residual where channels change
+            return k * cout * (cin + cout) + film * cout + (cin * cout if cin != cout else 0)
+
+        levels = list(zip((A, *dims[:-1]), dims))
+        down = sum(block(i, o) + block(o, o) + 3 * o * o for i, o in levels) - 3 * dims[-1] ** 2
+        up = sum(block(2 * o, i) + block(i, i) + 4 * i * i for i, o in levels[1:])
+        mid, head, step = 2 * block(dims[-1], dims[-1]), k * dims[0] ** 2 + dims[0] * A, 8 * E * E
+        return down + mid + up + head + step
 
     def _validate(self) -> None:
         super()._validate()
@@ -453,31 +487,37 @@ class DiffusionPlusConfig(DiffusionPlusBaseConfig):
             )
 
 
-@PreTrainedConfig.register_subclass("diffusion_plus_transformer")
+@register_policy_type("diffusion_plus_transformer", "transformer", "denoiser_transformer:TransformerDenoiser")
 @dataclass
 class DiffusionPlusTransformerConfig(DiffusionPlusBaseConfig):
     """Diffusion Policy with the transformer denoiser (the paper's DP-T)."""
 
     # Decoder blocks, attention heads and token width (the paper: 8 x 4 heads x 256, about 9M parameters).
-    n_layer: int = 8
-    n_head: int = 4
-    n_emb: int = 256
+    n_layer: int = model_field(8)
+    n_head: int = model_field(4)
+    n_emb: int = model_field(256)
     # Dropout on the token embeddings and inside attention (the paper: 0 and 0.3; 0.01 on PushT).
-    p_drop_emb: float = 0.0
-    p_drop_attn: float = 0.3
+    p_drop_emb: float = training_field(0.0)
+    p_drop_attn: float = training_field(0.3)
     # An action token attends only to itself and earlier ones, and to the observations up to its own step.
-    causal_attn: bool = True
+    causal_attn: bool = model_field(True)
     # 0: observation tokens go through an MLP; > 0: through a transformer encoder of that many layers.
-    n_cond_layers: int = 0
+    n_cond_layers: int = model_field(0)
 
     # The paper's transformer recipe: AdamW (0.9, 0.95), decay 1e-3 on weight matrices, 1000 warmup steps.
-    optimizer_betas: tuple[float, float] = (0.9, 0.95)
-    optimizer_weight_decay: float = 1e-3
-    scheduler_warmup_steps: int = 1000
+    optimizer_betas: tuple[float, float] = training_field((0.9, 0.95))
+    optimizer_weight_decay: float = training_field(1e-3)
+    scheduler_warmup_steps: int = training_field(1000)
 
-    @property
-    def denoiser_type(self) -> str:
-        return "transformer"
+    denoiser_size_fields = ("n_layer", "n_emb", "n_cond_layers")
+
+    def estimate_denoiser_parameters(self) -> int:
+        # The layers of denoiser_transformer.py.
+        A, O, C = ASSUMED_ACTION_DIM, ASSUMED_OBS_FEATURES, self.n_emb
+        # A decoder block: self- and cross-attention (4 C x C each) and an MLP 4 C wide (8 C x C).
+        blocks = 16 * C * C * self.n_layer
+        cond = 12 * C * C * self.n_cond_layers if self.n_cond_layers else 8 * C * C
+        return blocks + cond + C * (2 * A + O + self.horizon + 1 + self.n_obs_steps)
 
     def _validate(self) -> None:
         super()._validate()

@@ -14,9 +14,17 @@ from .samplers import ChunkDenoiser
 class Denoiser(Protocol):
     """The network that predicts the noise (or the clean chunk) of a noisy action chunk.
 
-    An `nn.Module`: calling it runs `forward`. `DiffusionPlusModel` builds one from the config and uses it
-    through these three methods only.
+    An `nn.Module`: calling it runs `forward`. `DiffusionPlusModel` builds one with `from_config` (the class
+    its config's registration names, see registry.py) and uses it through these methods only.
     """
+
+    block: type[nn.Module]  # the repeated block: the policy's FSDP wrapping unit
+
+    @classmethod
+    def from_config(cls, config, action_dim: int, obs_feature_dim: int) -> "Denoiser":
+        """Built from its config's fields, for actions of `action_dim` and observation features of
+        `obs_feature_dim` per step."""
+        ...
 
     def forward(self, x_t: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
         """x_t (B, horizon, A), timestep (B,), obs_features (B, n_obs_steps, D) -> (B, horizon, A)."""

@@ -8,6 +8,8 @@ available on the device.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -15,6 +17,9 @@ from torch import Tensor, nn
 from .compiled import compiled
 from .denoiser_common import sinusoidal_embedding
 from .samplers import ChunkDenoiser
+
+if TYPE_CHECKING:
+    from .configuration_diffusion_plus import DiffusionPlusTransformerConfig
 
 
 class Attention(nn.Module):
@@ -62,6 +67,8 @@ class DecoderBlock(nn.Module):
 class TransformerDenoiser(nn.Module):
     """`forward(x_t (B, T, A), timestep (B,), obs_features (B, n_obs, D)) -> (B, T, A)`."""
 
+    block = DecoderBlock  # the repeated block, for FSDP wrapping
+
     def __init__(
         self,
         action_dim: int,
@@ -102,6 +109,23 @@ class TransformerDenoiser(nn.Module):
         self.apply(self._init_weights)
         nn.init.normal_(self.pos_emb, std=0.02)
         nn.init.normal_(self.cond_pos_emb, std=0.02)
+
+    @classmethod
+    def from_config(
+        cls, config: DiffusionPlusTransformerConfig, action_dim: int, obs_feature_dim: int
+    ) -> TransformerDenoiser:
+        return cls(
+            action_dim, obs_feature_dim,
+            horizon=config.horizon,
+            n_obs_steps=config.n_obs_steps,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            n_emb=config.n_emb,
+            p_drop_emb=config.p_drop_emb,
+            p_drop_attn=config.p_drop_attn,
+            causal_attn=config.causal_attn,
+            n_cond_layers=config.n_cond_layers,
+        )
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

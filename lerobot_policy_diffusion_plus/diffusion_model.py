@@ -1,9 +1,9 @@
 """The trainable network and the diffusion process around it.
 
-`DiffusionPlusModel` is the observation encoder followed by a denoiser (U-Net or transformer, built from the
-config here). It owns the training loss (DDPM forward process) and the sampling of an action chunk from
-observation features. The policy around it is LeRobot glue: observation history, action queue, checks and
-loading.
+`DiffusionPlusModel` is the observation encoder followed by a denoiser (the one registered for the config's
+denoiser_type, see registry.py). It owns the training loss (DDPM forward process) and the sampling of an
+action chunk from observation features. The policy around it is LeRobot glue: observation history, action
+queue, checks and loading.
 """
 
 from __future__ import annotations
@@ -14,42 +14,17 @@ from torch import Tensor, nn
 
 from lerobot.utils.constants import ACTION
 
-from . import samplers
+from . import registry, samplers
 from .compiled import compiled
 from .configuration_diffusion_plus import DiffusionPlusBaseConfig
 from .denoiser_common import Denoiser
-from .denoiser_transformer import TransformerDenoiser
-from .denoiser_unet import UNet1dDenoiser
 from .obs_encoder import ObservationEncoder
 
 
 def make_denoiser(config: DiffusionPlusBaseConfig, action_dim: int, obs_feature_dim: int) -> Denoiser:
-    """The denoiser `config.denoiser_type` names, with its fields of the config."""
-    if config.denoiser_type == "unet":
-        return UNet1dDenoiser(
-            action_dim, obs_feature_dim,
-            n_obs_steps=config.n_obs_steps,
-            down_dims=tuple(config.down_dims),
-            kernel_size=config.kernel_size,
-            n_groups=config.n_groups,
-            diffusion_step_embed_dim=config.diffusion_step_embed_dim,
-            use_film_scale_modulation=config.use_film_scale_modulation,
-            fast_inference=config.fast_inference,
-        )
-    if config.denoiser_type == "transformer":
-        return TransformerDenoiser(
-            action_dim, obs_feature_dim,
-            horizon=config.horizon,
-            n_obs_steps=config.n_obs_steps,
-            n_layer=config.n_layer,
-            n_head=config.n_head,
-            n_emb=config.n_emb,
-            p_drop_emb=config.p_drop_emb,
-            p_drop_attn=config.p_drop_attn,
-            causal_attn=config.causal_attn,
-            n_cond_layers=config.n_cond_layers,
-        )
-    raise ValueError(f"unknown denoiser_type {config.denoiser_type!r}")
+    """The denoiser registered for `config.denoiser_type` (registry.py), built from the config."""
+    denoiser_class = registry.load(registry.DENOISERS[config.denoiser_type].denoiser)
+    return denoiser_class.from_config(config, action_dim, obs_feature_dim)
 
 
 class DiffusionPlusModel(nn.Module):
@@ -203,8 +178,8 @@ class DiffusionPlusModel(nn.Module):
             raise ValueError(
                 f"noise must have shape {shape} (batch, horizon, action dim), got {tuple(noise.shape)}"
             )
-        # Only the U-Net has a fast path.
-        if fast_inference is not None and isinstance(self.denoiser, UNet1dDenoiser):
+        # Only a denoiser with a fast path (the U-Net) has the switch.
+        if fast_inference is not None and hasattr(self.denoiser, "fast_inference"):
             self.denoiser.fast_inference = fast_inference
         table = self.step_table(sampler, num_steps, obs_features.device)
         chunk_denoiser = self.denoiser.conditioned(obs_features, table.timesteps, compile_mode)

@@ -1,17 +1,16 @@
-"""Diffusion Policy for LeRobot: one implementation behind both registered policy types.
+"""Diffusion Policy for LeRobot: one implementation behind every registered policy type.
 
 `DiffusionPlusPolicy` (U-Net) and `DiffusionPlusTransformerPolicy` differ only by their config class; the
-denoiser is picked from `config.denoiser_type`. The network, its loss and its sampler are `model`
-(diffusion_model.py); `ema` holds its moving average, which produces every action the policy returns when
-enabled. The policy is LeRobot's side: observation history, action queue, real-time chunking, input and
-output checks, saving and loading.
+denoiser is the one registered for `config.denoiser_type` (registry.py). The network, its loss and its
+sampler are `model` (diffusion_model.py); `ema` holds its moving average, which produces every action the
+policy returns when enabled. The policy is LeRobot's side: observation history, action queue, real-time
+chunking, input and output checks, saving and loading.
 """
 
 # No postponed annotations here: LeRobot's own policy tests read `__init__`'s `config` annotation as a class.
 import logging
 import time
 from collections import deque
-from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -20,15 +19,8 @@ from lerobot.configs import NormalizationMode
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION
 
-from . import checkpoint, rtc, samplers
-from .configuration_diffusion_plus import (
-    RTC_NEEDS_ONE_OBS,
-    DiffusionPlusBaseConfig,
-    DiffusionPlusConfig,
-    DiffusionPlusTransformerConfig,
-)
-from .denoiser_transformer import DecoderBlock
-from .denoiser_unet import FiLMResidualBlock
+from . import checkpoint, registry, rtc, samplers
+from .configuration_diffusion_plus import RTC_NEEDS_ONE_OBS, DiffusionPlusBaseConfig, DiffusionPlusConfig
 from .diffusion_model import DiffusionPlusModel
 from .ema import EMA
 from .errors import ActionError, ObservationError
@@ -36,22 +28,25 @@ from .obs_encoder import building_from_checkpoint
 from .obs_history import ObservationHistory
 
 logger = logging.getLogger(__name__)
-__all__ = ["DiffusionPlusModel", "DiffusionPlusPolicy", "DiffusionPlusTransformerPolicy"]
+__all__ = ["DiffusionPlusModel", "DiffusionPlusPolicy"]
 
 
 class DiffusionPlusPolicy(PreTrainedPolicy):
+    """The `diffusion_plus` policy (U-Net); every other registered type is a subclass (end of this file)."""
+
     config_class = DiffusionPlusConfig
     name = "diffusion_plus"
-    # The denoiser's repeated block, for FSDP auto-wrapping: accelerate reads `_no_split_modules`, and LeRobot
-    # versions with `--parallelism.dp_shard` read `_fsdp_wrap_modules` (0.6.1 has no such flag: untested here).
-    _no_split_modules: ClassVar[list[str]] = [FiLMResidualBlock.__name__]
-    _fsdp_wrap_modules = (FiLMResidualBlock,)
 
     def __init__(self, config: DiffusionPlusBaseConfig, **kwargs):
         super().__init__(config)
         config.validate_features()
         self.config = config
         self.model = DiffusionPlusModel(config)
+        # The denoiser's repeated block, for FSDP auto-wrapping: accelerate reads `_no_split_modules`, and
+        # LeRobot versions with `--parallelism.dp_shard` read `_fsdp_wrap_modules` (0.6.1 has no such flag:
+        # untested).
+        block = type(self.model.denoiser).block
+        self._no_split_modules, self._fsdp_wrap_modules = [block.__name__], (block,)
         self.ema = (
             EMA(self.model, config.ema_inv_gamma, config.ema_power, config.ema_max_decay)
             if config.use_ema
@@ -284,10 +279,13 @@ def _trained_settings(config: DiffusionPlusBaseConfig) -> Tensor:
     return torch.tensor([config.horizon, config.n_obs_steps, kind], dtype=torch.long)
 
 
-class DiffusionPlusTransformerPolicy(DiffusionPlusPolicy):
-    """The same policy with the transformer denoiser; only the config differs."""
-
-    config_class = DiffusionPlusTransformerConfig
-    name = "diffusion_plus_transformer"
-    _no_split_modules: ClassVar[list[str]] = [DecoderBlock.__name__]
-    _fsdp_wrap_modules = (DecoderBlock,)
+# LeRobot finds a policy class by its config class's name (`XConfig` -> `XPolicy`, in this module): the same
+# policy for every other registered type (registry.py), e.g. DiffusionPlusTransformerPolicy.
+for _entry in registry.DENOISERS.values():
+    if _entry.config_class is not DiffusionPlusPolicy.config_class:
+        _name = _entry.config_class.__name__.removesuffix("Config") + "Policy"
+        globals()[_name] = type(_name, (DiffusionPlusPolicy,), {
+            "__module__": __name__, "__doc__": f"The `{_entry.policy_type}` policy: only the config differs.",
+            "config_class": _entry.config_class, "name": _entry.policy_type,
+        })
+        __all__.append(_name)

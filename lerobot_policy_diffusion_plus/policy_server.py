@@ -5,7 +5,7 @@
 takes the flags of `python -m lerobot.async_inference.policy_server` and runs LeRobot's own server, to which
 LeRobot's `robot_client` connects unchanged. LeRobot's server cannot load this plugin by itself: it imports
 no plugins and accepts only the policy types in its `SUPPORTED_POLICIES` list. This module imports the
-package (registering both policy types and `--robot.type=so100_dryrun`), adds the two types to that list,
+package (registering its policy types and `--robot.type=so100_dryrun`), adds those types to that list,
 and serves with a subclass that adapts the loaded policy to how the server uses it:
 
 - the server asks for one chunk per observation, giving the policy a single observation each time, so a
@@ -28,8 +28,9 @@ from lerobot.async_inference import policy_server as lerobot_server
 from lerobot.async_inference.constants import SUPPORTED_POLICIES
 
 from .configuration_diffusion_plus import DiffusionPlusBaseConfig
+from .registry import policy_types
 
-POLICY_TYPES = ("diffusion_plus", "diffusion_plus_transformer")
+POLICY_TYPES = policy_types()
 # In place: LeRobot's server module holds this same list object.
 SUPPORTED_POLICIES.extend(t for t in POLICY_TYPES if t not in SUPPORTED_POLICIES)
 

@@ -13,6 +13,7 @@ import torch
 
 from lerobot.processor import PolicyAction, PolicyProcessorPipeline, make_default_pre_post_processors
 
+from . import registry
 from .configuration_diffusion_plus import DiffusionPlusBaseConfig
 
 Pipelines = tuple[
@@ -27,5 +28,7 @@ def make_diffusion_plus_pre_post_processors(
     return make_default_pre_post_processors(config, dataset_stats)
 
 
-# LeRobot's factory looks the function up by policy type name; both types share the same pipeline.
-make_diffusion_plus_transformer_pre_post_processors = make_diffusion_plus_pre_post_processors
+# LeRobot's factory looks up `make_<policy type>_pre_post_processors` here: every registered type shares the
+# same pipeline (e.g. make_diffusion_plus_transformer_pre_post_processors).
+for _policy_type in registry.policy_types():
+    globals()[f"make_{_policy_type}_pre_post_processors"] = make_diffusion_plus_pre_post_processors

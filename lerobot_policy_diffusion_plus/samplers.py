@@ -1,7 +1,8 @@
 """Noise schedules and reverse-diffusion samplers, as pure tensor math.
 
 Nothing here holds model state: a schedule is a tensor of cumulative alphas, a sampler turns it into a
-table of per-step coefficients once, and `denoise` walks that table with any denoiser callable. Keeping
+table of per-step coefficients once, and `denoise` walks that table with any denoiser callable (a sampler
+is found by name in registry.SAMPLERS: a table builder, whose table names the step that reads it). Keeping
 the per-step work to a few fused multiply-adds on precomputed tensors (no Python-side scalar lookups, no
 scheduler object) is what keeps batch-1 inference cheap.
 
@@ -14,15 +15,14 @@ clean sample. Results match the common implementations step for step (tests/test
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
 
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
-PREDICTION_TYPES = ("epsilon", "sample")
-SAMPLERS = ("DDPM", "DDIM", "DPM++2M")
+from . import registry
+from .registry import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
 
 # A denoiser bound to one chunk's observation: (x_t, row i of the step table) -> its output at timesteps[i].
 ChunkDenoiser = Callable[[Tensor, int], Tensor]
@@ -84,7 +84,7 @@ def inference_timesteps(num_train_timesteps: int, num_inference_steps: int, spac
 
 
 class Coefficients(NamedTuple):
-    """One reverse step's coefficients, in the order of a StepTable row.
+    """One step's coefficients for `reverse_step` (DDPM, DDIM, DPM++2M), in the order of a StepTable row.
 
     From the model output, x0 = (x_t - sqrt_one_minus_alpha_bar * eps) / sqrt_alpha_bar or
     eps = (x_t - sqrt_alpha_bar * x0) / sqrt_one_minus_alpha_bar (whichever the model does not predict), then
@@ -101,87 +101,6 @@ class Coefficients(NamedTuple):
     eps_coef: Tensor
     sigma: Tensor
     prev_x0_coef: Tensor
-
-
-@dataclass(frozen=True)
-class StepTable:
-    """Per-step coefficients of one sampler, precomputed for a fixed number of steps.
-
-    `coef` row i holds the `Coefficients` of the step at `timesteps[i]`; rows are in sampling order. One
-    tensor rather than a Python object per step lets a step be pure tensor arithmetic.
-    """
-
-    timesteps: Tensor  # (n,) long
-    coef: Tensor  # (n, 7), columns as the fields of Coefficients
-
-    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "StepTable":
-        return StepTable(self.timesteps.to(device), self.coef.to(device=device, dtype=dtype))
-
-    @property
-    def sigma(self) -> Tensor:
-        """(n,) standard deviation of the noise each step adds (0 for deterministic samplers)."""
-        return self.coef[:, Coefficients._fields.index("sigma")]
-
-
-def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: int) -> StepTable:
-    """Coefficients for DDPM ancestral sampling, deterministic DDIM (eta = 0) or DPM-Solver++(2M)."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"noise_scheduler_type must be one of {SAMPLERS}, got {sampler!r}")
-    if sampler == "DPM++2M":
-        return _dpm_solver_pp_2m_table(alphas_cumprod, num_inference_steps)
-    T = alphas_cumprod.shape[0]
-    ts = inference_timesteps(T, num_inference_steps)
-    prev = ts - T // num_inference_steps
-    # float32 on purpose: the common implementations compute in float32, and matching them to 1e-5 near
-    # t = T (where alpha_bar is tiny and x0 = (x_t - b * eps) / a is large) needs the same rounding.
-    acp = alphas_cumprod.float()
-    a_t = acp[ts]
-    # Past the last step the signal is clean: alpha_bar = 1 (DDIM's set_alpha_to_one, DDPM's convention).
-    a_prev = torch.where(prev >= 0, acp[prev.clamp(min=0)], torch.ones_like(a_t))
-    zero = torch.zeros_like(a_t)
-    if sampler == "DDIM":
-        x0_coef, x_t_coef, eps_coef, sigma = a_prev.sqrt(), zero, (1 - a_prev).sqrt(), zero
-    else:
-        alpha = a_t / a_prev
-        beta = 1 - alpha
-        x0_coef = a_prev.sqrt() * beta / (1 - a_t)
-        x_t_coef = alpha.sqrt() * (1 - a_prev) / (1 - a_t)
-        eps_coef = zero
-        variance = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
-        sigma = torch.where(ts > 0, variance.sqrt(), zero)
-    coef = Coefficients(
-        sqrt_alpha_bar=a_t.sqrt(), sqrt_one_minus_alpha_bar=(1 - a_t).sqrt(), x0_coef=x0_coef, x_t_coef=x_t_coef,
-        eps_coef=eps_coef, sigma=sigma, prev_x0_coef=zero,
-    )
-    return StepTable(ts, torch.stack(coef, dim=1))
-
-
-def _dpm_solver_pp_2m_table(alphas_cumprod: Tensor, n: int) -> StepTable:
-    """DPM-Solver++(2M) in data (x0) prediction form, ending with a first-order jump to sigma = 0.
-
-    With alpha = sqrt(alpha_bar), sigma = sqrt(1 - alpha_bar), lambda = log(alpha / sigma) and
-    h = lambda_next - lambda_t, a first-order step is  x_next = (sigma_next / sigma_t) x_t +
-    alpha_next (1 - e^-h) x0_t  (DDIM); a second-order step replaces x0_t by
-    (1 + 1 / (2 r)) x0_t - 1 / (2 r) x0_prev  with  r = h_prev / h. The first step has no history and the
-    last one lands on sigma = 0 where the extrapolation is unstable, so both are first order.
-    """
-    ts = inference_timesteps(alphas_cumprod.shape[0], n, spacing="linspace")
-    acp = alphas_cumprod.double()[ts]
-    alpha, sigma = acp.sqrt(), (1 - acp).sqrt()
-    lam = alpha.log() - sigma.log()
-    # Next point of each step; the one after the last is the clean sample (alpha = 1, sigma = 0).
-    alpha_next = torch.cat([alpha[1:], torch.ones(1, dtype=alpha.dtype)])
-    sigma_next = torch.cat([sigma[1:], torch.zeros(1, dtype=alpha.dtype)])
-    h = torch.cat([lam[1:] - lam[:-1], torch.full((1,), math.inf, dtype=alpha.dtype)])
-    jump = alpha_next * -torch.expm1(-h)  # alpha_next (1 - e^-h); = 1 on the final step
-    half_inv_r = torch.zeros(n, dtype=alpha.dtype)  # 1 / (2 r); stays 0 on the first-order steps
-    half_inv_r[1:-1] = 0.5 * h[1:-1] / h[:-2]
-    zero = torch.zeros_like(alpha)
-    coef = Coefficients(
-        sqrt_alpha_bar=alpha, sqrt_one_minus_alpha_bar=sigma, x0_coef=jump * (1 + half_inv_r),
-        x_t_coef=sigma_next / sigma, eps_coef=zero, sigma=zero, prev_x0_coef=-jump * half_inv_r,
-    )
-    return StepTable(ts, torch.stack(coef, dim=1).float())
 
 
 def reverse_step(
@@ -218,6 +137,106 @@ def reverse_step(
     return x_prev, x0
 
 
+# One reverse step, as `reverse_step`: (row of a StepTable, denoiser output, x_t, prediction_type, clip, noise,
+# guide_x0, x0 of the step before) -> (x_prev, x0).
+StepFn = Callable[..., tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class StepTable:
+    """Per-step coefficients of one sampler, precomputed for a fixed number of steps.
+
+    `coef` row i is what `step` reads for the step at `timesteps[i]`; rows are in sampling order. One tensor
+    rather than a Python object per step lets a step be pure tensor arithmetic. The samplers here share
+    `reverse_step` and its `Coefficients` columns; a sampler that does not fit them brings its own step.
+    """
+
+    timesteps: Tensor  # (n,) long
+    coef: Tensor  # (n, columns)
+    step: StepFn = reverse_step
+    stochastic: bool = False  # whether `step` adds noise: `denoise` then draws it for every step
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "StepTable":
+        return replace(self, timesteps=self.timesteps.to(device), coef=self.coef.to(device, dtype))
+
+
+def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: int) -> StepTable:
+    """The table of the sampler `sampler` (a noise_scheduler_type) names in registry.SAMPLERS."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"noise_scheduler_type must be one of {tuple(SAMPLERS)}, got {sampler!r}")
+    return registry.load(SAMPLERS[sampler])(alphas_cumprod, num_inference_steps)
+
+
+def _leading_steps(alphas_cumprod: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """DDPM's and DDIM's timesteps ("leading" spacing), with alpha_bar at each and at the step after it."""
+    T = alphas_cumprod.shape[0]
+    ts = inference_timesteps(T, n)
+    prev = ts - T // n
+    # float32 on purpose: the common implementations compute in float32, and matching them to 1e-5 near
+    # t = T (where alpha_bar is tiny and x0 = (x_t - b * eps) / a is large) needs the same rounding.
+    acp = alphas_cumprod.float()
+    a_t = acp[ts]
+    # Past the last step the signal is clean: alpha_bar = 1 (DDIM's set_alpha_to_one, DDPM's convention).
+    a_prev = torch.where(prev >= 0, acp[prev.clamp(min=0)], torch.ones_like(a_t))
+    return ts, a_t, a_prev
+
+
+def _table(ts: Tensor, coef: Coefficients) -> StepTable:
+    return StepTable(ts, torch.stack(coef, dim=1), stochastic=bool((coef.sigma != 0).any()))
+
+
+def ddim_table(alphas_cumprod: Tensor, num_inference_steps: int) -> StepTable:
+    """Deterministic DDIM (eta = 0)."""
+    ts, a_t, a_prev = _leading_steps(alphas_cumprod, num_inference_steps)
+    zero = torch.zeros_like(a_t)
+    return _table(ts, Coefficients(
+        sqrt_alpha_bar=a_t.sqrt(), sqrt_one_minus_alpha_bar=(1 - a_t).sqrt(), x0_coef=a_prev.sqrt(),
+        x_t_coef=zero, eps_coef=(1 - a_prev).sqrt(), sigma=zero, prev_x0_coef=zero,
+    ))
+
+
+def ddpm_table(alphas_cumprod: Tensor, num_inference_steps: int) -> StepTable:
+    """DDPM ancestral sampling."""
+    ts, a_t, a_prev = _leading_steps(alphas_cumprod, num_inference_steps)
+    zero = torch.zeros_like(a_t)
+    alpha = a_t / a_prev
+    beta = 1 - alpha
+    variance = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
+    return _table(ts, Coefficients(
+        sqrt_alpha_bar=a_t.sqrt(), sqrt_one_minus_alpha_bar=(1 - a_t).sqrt(),
+        x0_coef=a_prev.sqrt() * beta / (1 - a_t), x_t_coef=alpha.sqrt() * (1 - a_prev) / (1 - a_t),
+        eps_coef=zero, sigma=torch.where(ts > 0, variance.sqrt(), zero), prev_x0_coef=zero,
+    ))
+
+
+def dpm_solver_pp_2m_table(alphas_cumprod: Tensor, n: int) -> StepTable:
+    """DPM-Solver++(2M) in data (x0) prediction form, ending with a first-order jump to sigma = 0.
+
+    With alpha = sqrt(alpha_bar), sigma = sqrt(1 - alpha_bar), lambda = log(alpha / sigma) and
+    h = lambda_next - lambda_t, a first-order step is  x_next = (sigma_next / sigma_t) x_t +
+    alpha_next (1 - e^-h) x0_t  (DDIM); a second-order step replaces x0_t by
+    (1 + 1 / (2 r)) x0_t - 1 / (2 r) x0_prev  with  r = h_prev / h. The first step has no history and the
+    last one lands on sigma = 0 where the extrapolation is unstable, so both are first order.
+    """
+    ts = inference_timesteps(alphas_cumprod.shape[0], n, spacing="linspace")
+    acp = alphas_cumprod.double()[ts]
+    alpha, sigma = acp.sqrt(), (1 - acp).sqrt()
+    lam = alpha.log() - sigma.log()
+    # Next point of each step; the one after the last is the clean sample (alpha = 1, sigma = 0).
+    alpha_next = torch.cat([alpha[1:], torch.ones(1, dtype=alpha.dtype)])
+    sigma_next = torch.cat([sigma[1:], torch.zeros(1, dtype=alpha.dtype)])
+    h = torch.cat([lam[1:] - lam[:-1], torch.full((1,), math.inf, dtype=alpha.dtype)])
+    jump = alpha_next * -torch.expm1(-h)  # alpha_next (1 - e^-h); = 1 on the final step
+    half_inv_r = torch.zeros(n, dtype=alpha.dtype)  # 1 / (2 r); stays 0 on the first-order steps
+    half_inv_r[1:-1] = 0.5 * h[1:-1] / h[:-2]
+    zero = torch.zeros_like(alpha)
+    coef = Coefficients(
+        sqrt_alpha_bar=alpha, sqrt_one_minus_alpha_bar=sigma, x0_coef=jump * (1 + half_inv_r),
+        x_t_coef=sigma_next / sigma, eps_coef=zero, sigma=zero, prev_x0_coef=-jump * half_inv_r,
+    )
+    return StepTable(ts, torch.stack(coef, dim=1).float())
+
+
 def denoise(
     denoiser: ChunkDenoiser,
     x_T: Tensor,
@@ -229,14 +248,13 @@ def denoise(
 ) -> Tensor:
     """Run the reverse process from x_T. DDPM draws fresh noise each step from `generator`."""
     x, x0 = x_T, None
-    stochastic = bool((table.sigma != 0).any())
     for i in range(table.timesteps.shape[0]):
         # Copied because of CUDA graphs (compile_mode="reduce-overhead" on a GPU): the denoiser's output is a
         # buffer that its next call overwrites, and x0 can be that very tensor (prediction_type="sample",
         # no clipping, a guide that keeps it) while the multistep solver still reads it at the next step.
         out = denoiser(x, i).clone()
         noise = None
-        if stochastic:
+        if table.stochastic:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x, x0 = reverse_step(table.coef[i], out, x, prediction_type, clip, noise, guide_x0, x0)
+        x, x0 = table.step(table.coef[i], out, x, prediction_type, clip, noise, guide_x0, x0)
     return x

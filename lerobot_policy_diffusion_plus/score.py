@@ -2,10 +2,10 @@
 LeRobotDataset, beside two blind predictors that never look at the cameras.
 
     diffusion-plus-score --checkpoint outputs/so100/checkpoints/last/pretrained_model \\
-        --dataset.root data/so100 [--dataset.repo_id local/so100] [--held-out 5 | --episodes 45 46 47]
+        --dataset.repo_id USER/so100 [--dataset.root DIR] [--held-out 5 | --episodes 45 46 47]
         [--every 1] [--moving 2.0] [--sampler DDIM-10] [--batch-size 16] [--json score.json]
 
-For every scored frame of the held-out episodes (by default the last tenth, at least one) the policy gets the
+For every scored frame of the held-out episodes (by default the last tenth, rounded up) the policy gets the
 observation window it was trained on and predicts a chunk; its first action is compared with the recorded
 action, in the dataset's units (degrees for an SO-100). Beside it:
 - "hold": the current position (`observation.state`) as the action, when action and state have the same
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def held_out_episodes(total: int, held_out: int | None, episodes: list[int] | No
         if bad:
             raise SystemExit(f"--episodes {bad}: the dataset has episodes 0..{total - 1}")
         return sorted(set(episodes))
-    n = held_out if held_out is not None else max(1, total // 10)
+    # By default the last tenth, rounded up: the episodes `lerobot-train --dataset.eval_split=0.1` holds out.
+    n = held_out if held_out is not None else math.ceil(total / 10)
     if not 1 <= n < total:
         raise SystemExit(f"--held-out {n}: expected 1..{total - 1} (the other episodes fit the blind predictor)")
     return list(range(total - n, total))
@@ -152,8 +154,9 @@ def print_report(result: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="a pretrained_model folder")
-    parser.add_argument("--dataset.root", dest="root", type=Path, required=True)
-    parser.add_argument("--dataset.repo_id", dest="repo_id", default="local/dataset")
+    parser.add_argument("--dataset.repo_id", dest="repo_id", required=True)
+    parser.add_argument("--dataset.root", dest="root", type=Path, default=None,
+                        help="the dataset's folder (default: LeRobot's cache, $HF_LEROBOT_HOME/REPO_ID)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--held-out", type=int, default=None, help="score the last N episodes (default: a tenth)")
     group.add_argument("--episodes", type=int, nargs="+", default=None, help="score these episodes")
@@ -167,6 +170,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not (args.checkpoint / "config.json").exists():
         parser.error(f"--checkpoint {args.checkpoint}: no config.json (give a pretrained_model folder)")
+    if args.root is None:
+        from lerobot.utils.constants import HF_LEROBOT_HOME
+
+        args.root = HF_LEROBOT_HOME / args.repo_id
     if not (args.root / "meta" / "info.json").exists():
         parser.error(f"--dataset.root {args.root}: not a LeRobotDataset (no meta/info.json)")
     if args.every < 1 or args.batch_size < 1:

@@ -222,27 +222,20 @@ def test_config_names_the_field_and_allowed_values(case):
 def test_denoiser_size_estimate_matches_the_built_network(policy_type, overrides):
     from conftest import make_config
 
-    from lerobot_policy_diffusion_plus.configuration_diffusion_plus import (
-        ASSUMED_ACTION_DIM,
-        ASSUMED_OBS_FEATURES,
-        estimate_denoiser_parameters,
-    )
+    from lerobot_policy_diffusion_plus.configuration_diffusion_plus import ASSUMED_ACTION_DIM, ASSUMED_OBS_FEATURES
     from lerobot_policy_diffusion_plus.diffusion_model import make_denoiser
 
     config = make_config(policy_type, **overrides)
     built = make_denoiser(config, ASSUMED_ACTION_DIM, ASSUMED_OBS_FEATURES)
     real = sum(p.numel() for p in built.parameters())
-    assert estimate_denoiser_parameters(config) == pytest.approx(real, rel=0.1)
+    assert config.estimate_denoiser_parameters() == pytest.approx(real, rel=0.1)
 
 
 def test_the_papers_unet_is_far_below_the_size_bound():
     from lerobot_policy_diffusion_plus import DiffusionPlusConfig
-    from lerobot_policy_diffusion_plus.configuration_diffusion_plus import (
-        MAX_DENOISER_PARAMETERS,
-        estimate_denoiser_parameters,
-    )
+    from lerobot_policy_diffusion_plus.configuration_diffusion_plus import MAX_DENOISER_PARAMETERS
 
-    assert 60e6 < estimate_denoiser_parameters(DiffusionPlusConfig()) < MAX_DENOISER_PARAMETERS / 10
+    assert 60e6 < DiffusionPlusConfig().estimate_denoiser_parameters() < MAX_DENOISER_PARAMETERS / 10
 
 
 def test_dpm_solver_at_its_largest_step_count_is_accepted():

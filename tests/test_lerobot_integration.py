@@ -44,6 +44,43 @@ def test_plugin_discovery_registers_both_types():
     ]
 
 
+def test_configuration_imports_no_network_code():
+    """LeRobot imports the configuration module to parse --policy flags (and every plugin at start-up): it
+    must not pull in the samplers, denoisers or encoder, only the lists of names it checks."""
+    code = (
+        "import sys\n"
+        "import lerobot_policy_diffusion_plus.configuration_diffusion_plus\n"
+        "print(sorted(m for m in sys.modules if m.startswith('lerobot_policy_diffusion_plus.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = {m.rsplit(".", 1)[-1] for m in eval(result.stdout.strip().splitlines()[-1])}
+    heavy = {"samplers", "compiled", "denoiser_common", "denoiser_unet", "denoiser_transformer",
+             "unet_fast_path", "diffusion_model", "obs_encoder", "modeling_diffusion_plus", "checkpoint"}
+    assert "registry" in loaded and not loaded & heavy, loaded
+
+
+def test_every_registered_denoiser_has_its_policy_processors_and_server_entry():
+    """One registration (registry.DENOISERS) gives LeRobot's policy type, policy class and processors, the
+    denoiser the model builds, its FSDP block, and the policy server's list."""
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    from lerobot_policy_diffusion_plus import registry
+    from lerobot_policy_diffusion_plus.policy_server import POLICY_TYPES as SERVED
+
+    assert set(registry.policy_types()) == set(POLICY_TYPES) == set(SERVED)
+    for denoiser_type, entry in registry.DENOISERS.items():
+        config = make_config(entry.policy_type)
+        assert type(config) is entry.config_class and config.denoiser_type == denoiser_type
+        policy = get_policy_class(entry.policy_type)(config)
+        assert type(policy).config_class is entry.config_class and policy.name == entry.policy_type
+        assert type(policy.model.denoiser) is registry.load(entry.denoiser)
+        block = type(policy.model.denoiser).block
+        assert policy._no_split_modules == [block.__name__]
+        assert any(isinstance(m, block) for m in policy.modules())
+        make_pre_post_processors(config, dataset_stats=_dataset_stats())
+
+
 def _dataset_stats():
     stats = {}
     for key, dim in [("observation.state", 2), ("observation.environment_state", 16), ("action", 2)]:

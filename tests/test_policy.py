@@ -376,6 +376,87 @@ def test_load_time_overrides_that_change_the_model_are_refused(tmp_path, overrid
     assert "n_action_steps" in str(info.value) and "may change at load time" in str(info.value)  # and what may
 
 
+# Fields of kind "model", saved with the weights. aux_action_loss_weight was missing from the hand-kept list
+# these tags replaced; without cameras it builds nothing, so only this check refuses it.
+@pytest.mark.parametrize(
+    "override,field",
+    [
+        ("--aux_action_loss_weight=0.5", "aux_action_loss_weight"),
+        ("--use_group_norm=false", "backbone_norm"),
+        ("--crop_ratio=0.8", "crop_ratio"),
+        ("--n_groups=2", "n_groups"),
+        ('--normalization_mapping={"STATE": "MEAN_STD", "ENV": "MIN_MAX", "ACTION": "MIN_MAX"}',
+         "normalization_mapping"),
+    ],
+)
+def test_load_time_overrides_of_model_fields_are_refused(tmp_path, override, field):
+    from lerobot_policy_diffusion_plus.configuration_diffusion_plus import fields_of_kind
+    from lerobot_policy_diffusion_plus.modeling_diffusion_plus import DiffusionPlusPolicy
+
+    make_policy(make_config("diffusion_plus")).save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match=rf"\({field}: trained ") as info:
+        DiffusionPlusPolicy.from_pretrained(tmp_path, cli_overrides=[override])
+    inference = fields_of_kind(DiffusionPlusPolicy.config_class, "inference")
+    assert f"Only inference settings ({', '.join(inference)}) may change at load time" in str(info.value)
+
+
+def test_inference_fields_may_change_at_load_time(tmp_path):
+    """clip_sample only affects sampling: an inference field, as the sampler and its step count."""
+    from lerobot_policy_diffusion_plus.modeling_diffusion_plus import DiffusionPlusPolicy
+
+    config = make_config("diffusion_plus", noise_scheduler_type="DDIM", num_inference_steps=10)
+    make_policy(config).save_pretrained(tmp_path)
+    overrides = ["--clip_sample=false", "--clip_sample_range=2.0", "--n_action_steps=8",
+                 "--clamp_actions=false", "--noise_scheduler_type=DPM++2M", "--num_inference_steps=4",
+                 "--fast_inference=false"]
+    policy = DiffusionPlusPolicy.from_pretrained(tmp_path, cli_overrides=overrides)
+    assert policy.config.clip_sample is False and policy.model.clip_sample_range is None
+    assert policy.predict_action_chunk(make_batch(config)).shape == (3, 8, 2)
+
+
+def test_checkpoint_fields_saved_by_an_earlier_version_still_load(tmp_path):
+    """Fields are compared on the names both sides know: a checkpoint whose `model_fields` still holds
+    clip_sample (a model field until it became an inference one) and not aux_action_loss_weight loads."""
+    from safetensors.torch import load_file, save_file
+
+    from lerobot_policy_diffusion_plus import checkpoint
+    from lerobot_policy_diffusion_plus.modeling_diffusion_plus import DiffusionPlusPolicy
+
+    make_policy(make_config("diffusion_plus")).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    state = load_file(weights)
+    fields = checkpoint.decode(state["model_fields"])
+    del fields["aux_action_loss_weight"]
+    state["model_fields"] = checkpoint.encode({**fields, "clip_sample": True, "clip_sample_range": 1.0})
+    save_file(state, weights)
+    policy = DiffusionPlusPolicy.from_pretrained(tmp_path, cli_overrides=["--clip_sample=false"])
+    assert policy.config.clip_sample is False
+    with pytest.raises(CheckpointError, match="horizon: trained 16, asked 24"):
+        DiffusionPlusPolicy.from_pretrained(tmp_path, cli_overrides=["--horizon=24"])
+
+
+@pytest.mark.parametrize("policy_type", POLICY_TYPES)
+def test_every_config_field_has_a_kind(policy_type):
+    """Each field this package declares says whether it is part of the model, so a new one cannot be
+    forgotten by the load-time check; only LeRobot's own fields (device, features, hub settings) have none."""
+    from dataclasses import fields
+
+    from lerobot_policy_diffusion_plus.configuration_diffusion_plus import (
+        FIELD_KINDS,
+        DiffusionPlusBaseConfig,
+        fields_of_kind,
+    )
+
+    cls = type(make_config(policy_type))
+    kinds = {f.name: f.metadata.get("kind") for f in fields(cls)}
+    ours = {name for c in cls.__mro__ if issubclass(c, DiffusionPlusBaseConfig)
+            for name in c.__dict__.get("__annotations__", {}) if name in kinds}
+    assert {name: kinds[name] for name in ours if kinds[name] not in FIELD_KINDS} == {}
+    assert sum(len(fields_of_kind(cls, kind)) for kind in FIELD_KINDS) == len(ours)
+    assert {"clip_sample", "clip_sample_range", "n_action_steps", "use_ema"} <= set(fields_of_kind(cls, "inference"))
+    assert {"n_obs_steps", "horizon", "aux_action_loss_weight"} <= set(fields_of_kind(cls, "model"))
+
+
 def test_use_ema_false_at_load_time_acts_with_the_live_weights(tmp_path):
     from lerobot_policy_diffusion_plus.modeling_diffusion_plus import DiffusionPlusPolicy
 

@@ -175,3 +175,37 @@ def test_denoise_is_safe_when_the_denoiser_reuses_its_output(sampler, prediction
         for f in (model, ReplayedGraph(model))
     )
     torch.testing.assert_close(replayed, fresh, atol=0, rtol=0)
+
+
+def one_step_table(alphas_cumprod, num_inference_steps):
+    """A one-step sampler: the clean-sample estimate at t = T - 1, in two columns and its own step."""
+    t = alphas_cumprod.shape[0] - 1
+    a = alphas_cumprod[t].float()
+    return samplers.StepTable(torch.tensor([t]), torch.stack([a.sqrt(), (1 - a).sqrt()])[None], step=one_step)
+
+
+def one_step(row, out, x_t, prediction_type, clip, noise=None, guide_x0=None, prev_x0=None):
+    sqrt_a, sqrt_1ma = row.unbind()
+    x0 = (x_t - sqrt_1ma * out) / sqrt_a if prediction_type == "epsilon" else out
+    if clip is not None:
+        x0 = x0.clamp(-clip, clip)
+    return x0, x0
+
+
+def test_a_sampler_is_one_registry_entry(monkeypatch):
+    """A sampler need not fit the built-in samplers' coefficient row: a table builder named in
+    registry.SAMPLERS, whose table brings its own step, is enough for the config, the model and the policy."""
+    from conftest import make_batch, make_config, make_policy
+
+    from lerobot_policy_diffusion_plus import registry
+
+    monkeypatch.setattr(samplers, "one_step_table", one_step_table, raising=False)
+    monkeypatch.setitem(registry.SAMPLERS, "x0", "samplers:one_step_table")
+    acp = samplers.make_alphas_cumprod("squaredcos_cap_v2", T, 1e-4, 0.02)
+    x_T, out = torch.randn(2, 16, 2), torch.randn(2, 16, 2)
+    got = samplers.denoise(lambda x, i: out, x_T, samplers.make_step_table("x0", acp, 1), "epsilon", None)
+    torch.testing.assert_close(got, (x_T - (1 - acp[-1]).sqrt() * out) / acp[-1].sqrt())
+
+    config = make_config("diffusion_plus", noise_scheduler_type="x0", num_inference_steps=1)
+    chunk = make_policy(config).eval().predict_action_chunk(make_batch(config))
+    assert chunk.shape == (3, config.n_action_steps, 2) and chunk.abs().max() <= 1.0
