@@ -77,5 +77,6 @@ def test_every_episode_held_out_is_refused(checkpoint, pusht_dataset):
 
 
 def test_the_command_is_installed(checkpoint, tmp_path):
-    result = run_cli("diffusion-plus-score", "--checkpoint", str(checkpoint), "--dataset.root", str(tmp_path))
+    result = run_cli("diffusion-plus-score", "--checkpoint", str(checkpoint), "--dataset.repo_id", "local/x",
+                     "--dataset.root", str(tmp_path))
     assert result.returncode == 2 and "not a LeRobotDataset" in result.stderr
