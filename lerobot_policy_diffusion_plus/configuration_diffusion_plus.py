@@ -99,7 +99,8 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # Start frames LeRobot's (map-style) sampler skips at each episode's end, so that a training chunk has at
     # most 7 padded actions past the end. The reference allows n_action_steps - 1 padded actions, 7 at its 8;
     # a fixed allowance keeps n_action_steps, an inference setting, out of training. None: horizon -
-    # n_obs_steps - 7 (7 at the defaults, as LeRobot's `diffusion`). Streaming runs never skip frames.
+    # n_obs_steps - 7 (7 at the defaults, as LeRobot's `diffusion`). Streaming (--dataset.streaming=true) reads
+    # every frame; the loss leaves out the chunks padded beyond this allowance, so both train on the same chunks.
     drop_n_last_frames: int | None = training_field(None)
 
     # The paper scales every low-dim input and the action to [-1, 1]; images are standardised.
