@@ -170,8 +170,8 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # denoiser's share of it. 1 is the paper's training.
     noise_samples_per_observation: int = training_field(1)
     # Weight of an auxiliary loss that trains the observation encoder directly: a linear head reads the
-    # observation features and regresses the clean action chunk (mean squared error, added to the denoising
-    # loss). Denoising gives the image encoder a weak, noisy gradient, and from scratch it starts reading the
+    # observation features and regresses the current action, the chunk's first (mean squared error, added to
+    # the denoising loss). Denoising gives the image encoder a weak, noisy gradient, and from scratch it starts reading the
     # cameras late; this target reaches it at once (BENCHMARKS.md). Training only: actions always come from the
     # denoiser. 0 (the paper) builds no head. Without cameras there is no encoder to train, so it is ignored.
     aux_action_loss_weight: float = model_field(0.0)

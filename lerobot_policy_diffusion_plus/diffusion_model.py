@@ -46,9 +46,11 @@ class DiffusionPlusModel(nn.Module):
         self.first_action = config.n_obs_steps - 1
         self.min_snr_gamma = config.min_snr_gamma
         self.aux_weight = config.aux_action_loss_weight if self.obs_encoder.image_keys else 0.0
-        # The auxiliary head regresses the clean chunk from the observation features (training only).
+        # The auxiliary head regresses the current action (the chunk's first executed one) from the observation
+        # features (training only): the lowest-noise target there is, as later actions of a chunk depend on
+        # events no observation shows yet.
         self.aux_head = (
-            nn.Linear(config.n_obs_steps * self.obs_encoder.feature_dim, config.horizon * self.action_dim)
+            nn.Linear(config.n_obs_steps * self.obs_encoder.feature_dim, self.action_dim)
             if self.aux_weight > 0 else None
         )
         acp = samplers.make_alphas_cumprod(
@@ -133,17 +135,19 @@ class DiffusionPlusModel(nn.Module):
             loss = loss * self.snr_weight(t).view(-1, 1, 1)
         aux = None
         if self.aux_head is not None:
-            guess = self.aux_head(encoded.flatten(1)).view_as(x0)
-            aux = F.mse_loss(guess, x0, reduction="none") * keep
+            aux = F.mse_loss(self.aux_head(encoded.flatten(1)), x0[:, self.first_action], reduction="none")
+            if in_range is not None:
+                aux = aux * in_range.view(-1, 1)
         if reduction == "none":
             per_copy = (loss * keep_k).flatten(1).sum(1) / keep_k.flatten(1).sum(1).clamp(min=1)
             per_sample = per_copy.view(-1, k).mean(1)
             if aux is not None:
-                per_sample = per_sample + self.aux_weight * aux.flatten(1).sum(1) / keep.flatten(1).sum(1).clamp(min=1)
+                per_sample = per_sample + self.aux_weight * aux.mean(1)
             return per_sample
         total = (loss * keep_k).sum() / keep_k.sum().clamp(min=1)
         if aux is not None:
-            total = total + self.aux_weight * aux.sum() / keep.sum().clamp(min=1)
+            kept = in_range.sum().clamp(min=1) if in_range is not None else aux.shape[0]
+            total = total + self.aux_weight * aux.sum() / (kept * aux.shape[1])
         return total
 
     def snr_weight(self, t: Tensor) -> Tensor:

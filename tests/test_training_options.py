@@ -114,7 +114,7 @@ def test_aux_loss_trains_the_encoder_and_never_acts():
     config = make_config("diffusion_plus", "one_camera", aux_action_loss_weight=1.0, crop_is_random=False)
     policy = make_policy(config)
     head = policy.model.aux_head
-    assert head is not None and head.out_features == config.horizon * 2
+    assert head is not None and head.out_features == 2  # the current action
     # Its weights are in the optimizer's encoder group.
     groups = policy.get_optim_params()
     assert any(head.weight is p for p in groups[-1]["params"])
@@ -124,12 +124,12 @@ def test_aux_loss_trains_the_encoder_and_never_acts():
     with_aux.backward()
     assert head.weight.grad.abs().sum() > 0
     assert policy.model.obs_encoder.rgb[0].backbone[0].weight.grad.abs().sum() > 0
-    # The loss is the denoising loss plus the weighted regression of the clean chunk.
+    # The loss is the denoising loss plus the weighted regression of the current (first executed) action.
     policy.model.aux_weight = 0.0
     policy.noise_step.copy_(step)
     denoising, _ = policy(batch)
     features = policy.model.encode({k: batch[k] for k in policy.model.input_keys})
-    regression = F.mse_loss(head(features.flatten(1)).view_as(batch["action"]), batch["action"])
+    regression = F.mse_loss(head(features.flatten(1)), batch["action"][:, config.n_obs_steps - 1])
     torch.testing.assert_close(with_aux, denoising + regression)
     # Actions do not read the head.
     policy.eval()
