@@ -9,7 +9,7 @@ export WANDB_MODE := disabled
 # Demo knobs (see README): DATA=expert (default, needs nothing) or DATA=human (the zarr in ../shared).
 DATA ?= expert
 DEMO_DIR ?= demo_out
-DEMO_STEPS ?= 4000
+DEMO_STEPS ?= 5000
 DEMO_BATCH ?= 64
 DEMO_EPISODES ?= 100
 EVAL_EPISODES ?= 20
