@@ -143,16 +143,12 @@ def actions_and_states(root: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict(checkpoint: Path, root: Path, frames: np.ndarray, batch_size: int) -> np.ndarray:
-    """First action of the chunk predicted at each of `frames`, unnormalised: (len(frames), 6)."""
-    from lerobot.configs.policies import PreTrainedConfig
-    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+    """First action of the chunk predicted at each of `frames`, unnormalised: (len(frames), 6). The checkpoint
+    is loaded as diffusion-plus-score loads one (lerobot_policy_diffusion_plus/score.py), with DDIM-10."""
+    from lerobot_policy_diffusion_plus.score import load_policy
 
-    path = checkpoint / "pretrained_model"
-    config = PreTrainedConfig.from_pretrained(path)
-    config.device = "cpu"
-    config.noise_scheduler_type, config.num_inference_steps = "DDIM", 10
-    policy = get_policy_class(config.type).from_pretrained(path, config=config).eval()
-    pre, post = make_pre_post_processors(config, pretrained_path=str(path))
+    policy, pre, post = load_policy(checkpoint / "pretrained_model", "cpu", "DDIM-10")
+    config = policy.config
     dataset, keys = windows(root, config.n_obs_steps)
     torch.manual_seed(0)  # the same initial noise on every evaluation of a checkpoint
     out = []
