@@ -153,8 +153,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         else:
             if self.config.n_obs_steps > 1:
                 raise ObservationError(f"n_obs_steps={self.config.n_obs_steps} must be {RTC_NEEDS_ONE_OBS}")
-            self._push_observation(batch)
-            features = self._history_features()
+            features = self._push_and_encode(batch)
         if inference_delay is not None:
             self._warn_if_starving(int(inference_delay))
         return self._sample_chunk(features, noise, guide_x0=self._rtc_guide(inference_delay, prev_chunk_left_over))
@@ -255,6 +254,13 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
 
     def _push_observation(self, batch: dict[str, Tensor]) -> None:
         self._obs_history.push(self._checked_observation(batch))
+
+    def _push_and_encode(self, batch: dict[str, Tensor]) -> Tensor:
+        """Push one observation and return the history's features, from one history object: LeRobot's RTC
+        thread calls this while the rollout's main thread may call `reset()`, which swaps in an empty one."""
+        history = self._obs_history
+        history.push(self._checked_observation(batch))
+        return history.features(self.inference_model.encode_frame)
 
     def _history_features(self) -> Tensor:
         return self._obs_history.features(self.inference_model.encode_frame)

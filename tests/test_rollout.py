@@ -170,7 +170,7 @@ def test_use_torch_compile_runs_the_compiled_steps(state_checkpoint, tmp_path, m
     text = out.read_text()
     assert proc.returncode == 0, text[-4000:]
     assert "RTC inference error" not in text, text[-4000:]
-    assert "compiling _forward (torch.compile mode=default)" in text, text[-4000:]
+    assert re.search(r"compiling \S*_forward \(torch.compile mode=default\)", text), text[-4000:]
     assert any(p.is_file() for p in (cache / "lerobot_policy_diffusion_plus" / "torch_compile").rglob("*"))
     actions = [r["action"] for r in map(json.loads, log.read_text().splitlines()) if "action" in r]
     assert len(actions) > N_ACTION_STEPS and all(math.isfinite(v) for a in actions for v in a.values())

@@ -79,3 +79,20 @@ def test_policy_rtc_holds_the_delayed_actions(policy_type, sampler):
     err_plain = (plain[0, 3:6] - prev[3:6]).abs().mean()
     err_guided = (guided[0, 3:6] - prev[3:6]).abs().mean()
     assert err_guided < err_plain, "the soft region is pulled toward the previous chunk"
+
+
+def test_a_reset_from_another_thread_during_a_chunk_does_not_break_it():
+    """LeRobot's RTC thread asks for chunks while the rollout's main thread may call `reset()`: the chunk must
+    use the history it pushed to, not the empty one the reset swapped in ("stack expects a non-empty list")."""
+    policy = make_policy(make_config("diffusion_plus", n_obs_steps=1)).eval()
+    history = policy._obs_history
+    original_push = type(history).push
+
+    def push_then_reset(self, obs):
+        original_push(self, obs)
+        policy.reset()  # what the other thread does at the worst moment
+
+    history.push = push_then_reset.__get__(history)
+    obs = {k: torch.randn(1, *ft.shape) for k, ft in policy.config.input_features.items()}
+    chunk = policy.predict_action_chunk(obs)
+    assert chunk.shape == (1, policy.config.n_action_steps, 2) and torch.isfinite(chunk).all()
