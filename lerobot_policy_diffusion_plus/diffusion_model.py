@@ -106,9 +106,9 @@ class DiffusionPlusModel(nn.Module):
         t = torch.randint(0, T, (shape[0],), generator=generator, device=x0.device)
         obs = {k: batch[k] for k in self.input_keys}
         is_pad = batch.get("action_is_pad")
-        in_range = None
-        if is_pad is not None and bool(is_pad[:, self.first_action:].sum(1).max() > self.max_end_padding):
-            in_range = is_pad[:, self.first_action:].sum(1) <= self.max_end_padding
+        # Samples within map-style's end padding (all of a map-style batch); a mask, not a branch, so that the
+        # step never waits on the device to know.
+        in_range = None if is_pad is None else is_pad[:, self.first_action :].sum(1) <= self.max_end_padding
         pad = is_pad if self.mask_loss_for_padding else None
         terms = DiffusionPlusModel._loss
         if compile_mode is not None:
