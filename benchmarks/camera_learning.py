@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from diffusion_plus_tools import lerobot_cli, so100_synthetic
+from lerobot_policy_diffusion_plus import score as scorer
 
 JOINTS = {"shoulder_pan": so100_synthetic.PAN, "wrist_flex": so100_synthetic.FLEX}
 JUMP_DEGREES = 2.0
@@ -123,16 +124,6 @@ def train(policy_type: str, data: Path, work: Path, args) -> dict:
     return {"checkpoint": kept[-1], "steps": int(kept[-1].name), "train_wall_s": round(wall)}
 
 
-def windows(root: Path, n_obs: int):
-    """The dataset at `root` with observation windows of `n_obs` steps (each item: (n_obs, ...) per key)."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
-
-    meta = LeRobotDatasetMetadata("local/so100_synth", root=root)
-    keys = [k for k in meta.features if k.startswith("observation.")]
-    deltas = {k: [i / meta.fps for i in range(1 - n_obs, 1)] for k in keys}
-    return LeRobotDataset(repo_id="local/so100_synth", root=root, delta_timestamps=deltas), keys
-
-
 def actions_and_states(root: Path) -> tuple[np.ndarray, np.ndarray]:
     """Every frame's action and current position (frames, 6), without decoding images."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -143,23 +134,15 @@ def actions_and_states(root: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predict(checkpoint: Path, root: Path, frames: np.ndarray, batch_size: int) -> np.ndarray:
-    """First action of the chunk predicted at each of `frames`, unnormalised: (len(frames), 6). The checkpoint
-    is loaded as diffusion-plus-score loads one (lerobot_policy_diffusion_plus/score.py), with DDIM-10."""
-    from lerobot_policy_diffusion_plus.score import load_policy
+    """First action of the chunk predicted at each of `frames`, unnormalised: (len(frames), 6), with DDIM-10,
+    as diffusion-plus-score predicts (lerobot_policy_diffusion_plus/score.py)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
-    policy, pre, post = load_policy(checkpoint / "pretrained_model", "cpu", "DDIM-10")
-    config = policy.config
-    dataset, keys = windows(root, config.n_obs_steps)
-    torch.manual_seed(0)  # the same initial noise on every evaluation of a checkpoint
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(frames), batch_size):
-            items = [dataset[int(i)] for i in frames[s : s + batch_size]]
-            batch = pre({k: torch.stack([it[k] for it in items]) for k in keys})
-            policy.reset()
-            chunk = policy.predict_action_chunk({k: v for k, v in batch.items() if k.startswith("observation.")})
-            out.append(post(chunk[:, 0]))
-    return torch.cat(out).numpy()
+    policy, pre, post = scorer.load_policy(checkpoint / "pretrained_model", "cpu", "DDIM-10")
+    fps = LeRobotDatasetMetadata("local/so100_synth", root=root).fps
+    dataset = scorer.observation_windows("local/so100_synth", root, fps, list(policy.config.input_features),
+                                        policy.config.n_obs_steps)
+    return scorer.predict(policy, pre, post, dataset, frames, batch_size)[2]
 
 
 def scored_frames(action: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -66,21 +66,24 @@ def columns(repo_id: str, root: Path, keys: list[str]) -> dict[str, np.ndarray]:
     return {k: np.stack([np.asarray(v, dtype=np.float64) for v in table[k]]) for k in keys}
 
 
-def predict(policy, pre, post, repo_id: str, root: Path, episodes: list[int], every: int, batch_size: int):
-    """(recorded actions, current states, predicted first actions) on every `every`-th frame of `episodes`."""
+def observation_windows(repo_id: str, root: Path, fps: float, keys: list[str], n_obs: int,
+                        episodes: list[int] | None = None):
+    """The dataset with each of `keys` as the window of `n_obs` steps a policy is given (item: (n_obs, ...))."""
     from lerobot.datasets import LeRobotDataset
 
-    n_obs = policy.config.n_obs_steps
-    meta = LeRobotDataset(repo_id, root=root, episodes=episodes).meta
-    obs_keys = [k for k in policy.config.input_features]
-    deltas = {k: [i / meta.fps for i in range(1 - n_obs, 1)] for k in obs_keys}
-    dataset = LeRobotDataset(repo_id, root=root, episodes=episodes, delta_timestamps=deltas)
-    frames = range(0, len(dataset), every)
+    deltas = {k: [i / fps for i in range(1 - n_obs, 1)] for k in keys}
+    return LeRobotDataset(repo_id, root=root, episodes=episodes, delta_timestamps=deltas)
+
+
+def predict(policy, pre, post, dataset, frames, batch_size: int):
+    """(recorded actions, current states or None, predicted first actions) at the items `frames` of `dataset`
+    (observation windows, see observation_windows), in batches of `batch_size`."""
+    obs_keys = list(policy.config.input_features)
     torch.manual_seed(0)  # the same initial noise every time a checkpoint is scored
     truth, state, pred = [], [], []
     with torch.no_grad():
         for s in range(0, len(frames), batch_size):
-            items = [dataset[i] for i in frames[s : s + batch_size]]
+            items = [dataset[int(i)] for i in frames[s : s + batch_size]]
             batch = pre({k: torch.stack([it[k] for it in items]) for k in obs_keys})
             policy.reset()
             chunk = policy.predict_action_chunk({k: v for k, v in batch.items() if k in obs_keys})
@@ -115,7 +118,9 @@ def score(checkpoint: Path, repo_id: str, root: Path, held_out: int | None = Non
     meta = LeRobotDatasetMetadata(repo_id, root=root)
     test = held_out_episodes(meta.total_episodes, held_out, episodes)
     policy, pre, post = load_policy(checkpoint, device, sampler)
-    truth, state, pred = predict(policy, pre, post, repo_id, root, test, every, batch_size)
+    dataset = observation_windows(repo_id, root, meta.fps, list(policy.config.input_features),
+                                  policy.config.n_obs_steps, test)
+    truth, state, pred = predict(policy, pre, post, dataset, range(0, len(dataset), every), batch_size)
     names = meta.features[ACTION].get("names") or [f"action_{i}" for i in range(truth.shape[1])]
     mask = None
     rows = {"policy": None}
