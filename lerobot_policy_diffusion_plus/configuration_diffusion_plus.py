@@ -62,16 +62,16 @@ RTC_NEEDS_ONE_OBS = (
 FIELD_KINDS = ("model", "inference", "training")
 
 
-def model_field(default=MISSING, *, default_factory=MISSING):
-    return field(default=default, default_factory=default_factory, metadata={"kind": "model"})
+def _field_of_kind(kind: str):
+    """A `dataclasses.field` declarer that tags the field with `kind`."""
+
+    def declare(default=MISSING, *, default_factory=MISSING):
+        return field(default=default, default_factory=default_factory, metadata={"kind": kind})
+
+    return declare
 
 
-def inference_field(default=MISSING, *, default_factory=MISSING):
-    return field(default=default, default_factory=default_factory, metadata={"kind": "inference"})
-
-
-def training_field(default=MISSING, *, default_factory=MISSING):
-    return field(default=default, default_factory=default_factory, metadata={"kind": "training"})
+model_field, inference_field, training_field = (_field_of_kind(kind) for kind in FIELD_KINDS)
 
 
 def fields_of_kind(config, kind: str) -> tuple[str, ...]:
@@ -171,9 +171,10 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     noise_samples_per_observation: int = training_field(1)
     # Weight of an auxiliary loss that trains the observation encoder directly: a linear head reads the
     # observation features and regresses the current action, the chunk's first (mean squared error, added to
-    # the denoising loss). Denoising gives the image encoder a weak, noisy gradient, and from scratch it starts reading the
-    # cameras late; this target reaches it at once (BENCHMARKS.md). Training only: actions always come from the
-    # denoiser. 0 (the paper) builds no head. Without cameras there is no encoder to train, so it is ignored.
+    # the denoising loss). Denoising gives the image encoder a weak, noisy gradient, and from scratch it starts
+    # reading the cameras late; this target reaches it at once (BENCHMARKS.md). Training only: actions always
+    # come from the denoiser. 0 (the paper) builds no head. Without cameras there is no encoder to train, so it
+    # is ignored.
     aux_action_loss_weight: float = model_field(0.0)
     # Min-SNR loss weighting (Hang et al. 2023): the loss at noise level t is weighted by min(SNR_t, gamma)/SNR_t
     # with epsilon prediction (min(SNR_t, gamma) with sample prediction), so the nearly clean levels, easy and
