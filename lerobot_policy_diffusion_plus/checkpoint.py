@@ -51,8 +51,9 @@ def decode(tensor: Tensor) -> dict:
     return json.loads(bytes(tensor.tolist()).decode())
 
 
-def load_strict(model: nn.Module, model_file: str, drop_prefix: str | None = None) -> None:
-    """Load `model_file` into the policy `model`; a CheckpointError names the fields or keys that differ."""
+def load_strict(model: nn.Module, model_file: str, drop_prefix: str | None = None) -> bool:
+    """Load `model_file` into the policy `model`; a CheckpointError names the fields or keys that differ.
+    True when these are a teacher's weights loaded into the student being distilled from it."""
     try:
         # On the CPU: from_pretrained moves the policy to its device afterwards (per rank under DDP).
         state = load_file(model_file, device="cpu")
@@ -61,7 +62,9 @@ def load_strict(model: nn.Module, model_file: str, drop_prefix: str | None = Non
     if drop_prefix:
         state = {k: v for k, v in state.items() if not k.startswith(drop_prefix)}
     expected = model.state_dict()
-    _check_fields(state, expected, model_file, fields_of_kind(model.config, "inference"))
+    # Distillation starts a student (distilled_steps set) from its teacher's checkpoint (not distilled).
+    student = model.config.distill_teacher_path is not None
+    from_teacher = _check_fields(state, expected, model_file, fields_of_kind(model.config, "inference"), student)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = [
@@ -83,11 +86,18 @@ def load_strict(model: nn.Module, model_file: str, drop_prefix: str | None = Non
             "refusing to load a policy that could send non-finite actions"
         )
     model.load_state_dict(state, strict=True)
+    return from_teacher
 
 
-def _check_fields(state: dict, expected: dict, model_file: str, inference_fields: tuple[str, ...]) -> None:
+def _check_fields(
+    state: dict, expected: dict, model_file: str, inference_fields: tuple[str, ...], student: bool
+) -> bool:
+    from_teacher = False
     if "model_fields" in state:
         saved, wanted = decode(state["model_fields"]), decode(expected["model_fields"])
+        if student and saved.get("distilled_steps") is None:
+            from_teacher = True
+            saved["distilled_steps"] = wanted["distilled_steps"]
         # Compared on the names both know: a field's kind may change between versions (clip_sample was saved
         # until it became an inference field), and a newer model field is unknown to an older checkpoint.
         differ = sorted(k for k in saved.keys() & wanted.keys() if saved[k] != wanted[k])
@@ -111,3 +121,5 @@ def _check_fields(state: dict, expected: dict, model_file: str, inference_fields
             )
     if "model_fields" not in state:
         state["model_fields"] = expected["model_fields"]
+        from_teacher = student  # a teacher older than distillation
+    return from_teacher

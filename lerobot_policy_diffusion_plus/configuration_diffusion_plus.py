@@ -21,7 +21,7 @@ from lerobot.optim.schedulers import CosineAnnealingWithWarmupSchedulerConfig
 
 from . import registry
 from .errors import ConfigError, check_choice
-from .registry import BETA_SCHEDULES, COMPILE_MODES, PREDICTION_TYPES, SAMPLERS
+from .registry import BETA_SCHEDULES, COMPILE_MODES, DISTILLED_SAMPLERS, PREDICTION_TYPES, SAMPLERS
 
 VISION_BACKBONES = ("resnet18", "resnet34", "resnet50")
 # The ResNet trunk halves the image five times; its spatial softmax needs at least this many cells per side
@@ -162,6 +162,15 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # "DPM++2M" a second-order solver for 4-8 steps. Both may be changed at load time without retraining.
     noise_scheduler_type: str = inference_field("DDIM")
     num_inference_steps: int | None = inference_field(10)
+    # Distillation into a student that acts in one or two denoiser calls (distillation.py): the folder of the
+    # teacher's checkpoint (a `pretrained_model`), given together with --policy.path=<the same folder>, so that
+    # the student starts from the teacher's weights and settings. The student learns to map noise straight to
+    # the chunk of the teacher's DDIM; its checkpoint acts without the teacher. Training only.
+    distill_teacher_path: str | None = training_field(None)
+    # None: a diffusion model. N: a student distilled from its teacher's DDIM-N, set by distillation (the
+    # teacher's num_inference_steps). A student acts only with noise_scheduler_type="consistency" at 1..N steps
+    # (1 unless told otherwise) and a diffusion model never does: they are different functions of the noise.
+    distilled_steps: int | None = model_field(None)
     # Loss on padded actions past an episode's end is kept by default (the reference); true masks it.
     do_mask_loss_for_padding: bool = training_field(False)
     # Noisy copies of each training sample's action chunk, each with its own noise and timestep, all denoised
@@ -221,7 +230,20 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
         super().__post_init__()
         if self.drop_n_last_frames is None:
             self.drop_n_last_frames = max(0, self.horizon - self.n_obs_steps - 7)
+        if self.distill_teacher_path is not None and self.distilled_steps is None:
+            self._become_student()
         self._validate()
+
+    def _become_student(self) -> None:
+        """The teacher's config (--policy.path) turned into its student's: its DDIM-N is what the student learns
+        to shortcut, and the student acts with the one-step consistency sampler unless told otherwise."""
+        if self.noise_scheduler_type != "DDIM":
+            raise ConfigError(
+                "noise_scheduler_type", self.noise_scheduler_type,
+                "'DDIM' for a teacher to distil (its deterministic trajectories are what the student learns)",
+            )
+        self.distilled_steps = self.sampler_steps
+        self.noise_scheduler_type, self.num_inference_steps = "consistency", 1
 
     def __setattr__(self, name, value):
         # lerobot-rollout --inference.type=rtc sets `rtc_config` on the loaded policy's config before it
@@ -241,6 +263,30 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
                 raise ConfigError(name, getattr(self, name), "a number >= 0")
         if len(self.optimizer_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.optimizer_betas):
             raise ConfigError("optimizer_betas", self.optimizer_betas, "two numbers in [0, 1)")
+
+    def _validate_sampler(self) -> None:
+        if self.distilled_steps is None:
+            if self.noise_scheduler_type in DISTILLED_SAMPLERS:
+                raise ConfigError(
+                    "noise_scheduler_type", self.noise_scheduler_type,
+                    f"one of {', '.join(map(repr, SAMPLERS))}: {self.noise_scheduler_type!r} acts only with a "
+                    "distilled student (distilled_steps set; see distill_teacher_path), and this is a diffusion model",
+                )
+            check_choice("noise_scheduler_type", self.noise_scheduler_type, SAMPLERS)
+            return
+        if not 1 <= self.distilled_steps <= self.num_train_timesteps:
+            raise ConfigError("distilled_steps", self.distilled_steps, f"None or 1..num_train_timesteps={self.num_train_timesteps}")
+        if self.noise_scheduler_type not in DISTILLED_SAMPLERS:
+            raise ConfigError(
+                "noise_scheduler_type", self.noise_scheduler_type,
+                f"one of {', '.join(map(repr, DISTILLED_SAMPLERS))}: this is a student distilled from DDIM-"
+                f"{self.distilled_steps} (distilled_steps), whose network the diffusion samplers cannot step with",
+            )
+        if self.num_inference_steps is None or not 1 <= self.num_inference_steps <= self.distilled_steps:
+            raise ConfigError(
+                "num_inference_steps", self.num_inference_steps,
+                f"1..distilled_steps={self.distilled_steps} for a distilled student (1: one denoiser call per chunk)",
+            )
 
     def _validate_limits(self) -> None:
         # Upper bounds on what a config (e.g. a downloaded one) could set to hang a robot or exhaust memory.
@@ -280,7 +326,7 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
             )
         if self.drop_n_last_frames < 0:
             raise ConfigError("drop_n_last_frames", self.drop_n_last_frames, "an integer >= 0")
-        check_choice("noise_scheduler_type", self.noise_scheduler_type, SAMPLERS)
+        self._validate_sampler()
         check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
         check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         check_choice("vision_backbone", self.vision_backbone, VISION_BACKBONES)

@@ -59,6 +59,7 @@ class DiffusionPlusModel(nn.Module):
         # Not saved: it follows from the config (the policy saves a copy to check checkpoints against).
         self.register_buffer("alphas_cumprod", acp, persistent=False)
         self._step_tables: dict[tuple, samplers.StepTable] = {}
+        self.distilled_steps = config.distilled_steps  # a student's samplers read its teacher's DDIM grid
 
     def forward(self, x_t: Tensor, timestep: Tensor, obs_features: Tensor) -> Tensor:
         """The denoiser's output for noisy actions x_t (B, horizon, A) at `timestep` (B,)."""
@@ -195,6 +196,6 @@ class DiffusionPlusModel(nn.Module):
         """The sampler's coefficients for this noise schedule, built once per (sampler, steps, device)."""
         key = (sampler, num_steps, str(device))
         if key not in self._step_tables:
-            table = samplers.make_step_table(sampler, self.alphas_cumprod.cpu(), num_steps)
+            table = samplers.make_step_table(sampler, self.alphas_cumprod.cpu(), num_steps, self.distilled_steps)
             self._step_tables[key] = table.to(device)
         return self._step_tables[key]

@@ -19,12 +19,12 @@ from lerobot.configs import NormalizationMode
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION
 
-from . import checkpoint, registry, rtc, samplers
+from . import checkpoint, distillation, registry, rtc, samplers
 from .configuration_diffusion_plus import RTC_NEEDS_ONE_OBS, DiffusionPlusBaseConfig, DiffusionPlusConfig
 from .diffusion_model import DiffusionPlusModel
 from .ema import EMA
-from .errors import ActionError, ObservationError
-from .obs_encoder import building_from_checkpoint
+from .errors import ActionError, ConfigError, ObservationError
+from .obs_encoder import building_from_checkpoint, is_building_from_checkpoint
 from .obs_history import ObservationHistory
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,11 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
     def __init__(self, config: DiffusionPlusBaseConfig, **kwargs):
         super().__init__(config)
         config.validate_features()
+        if config.distill_teacher_path is not None and not is_building_from_checkpoint():
+            raise ConfigError(
+                "distill_teacher_path", config.distill_teacher_path,
+                "given with --policy.path=<the same folder>: a student starts from its teacher's weights and settings",
+            )
         self.config = config
         self.model = DiffusionPlusModel(config)
         # The denoiser's repeated block, for FSDP auto-wrapping: accelerate reads `_no_split_modules`, and
@@ -63,6 +68,7 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         # which would otherwise shift every later noise sample and make a resumed run diverge.
         self.register_buffer("noise_seed", torch.randint(0, 2**62, ()))
         self.register_buffer("noise_step", torch.zeros((), dtype=torch.long))
+        self._teacher: list[DiffusionPlusModel] = []  # distillation's frozen teacher, loaded on first use, not saved
         self.reset()
 
     # --- training ---------------------------------------------------------------------------------
@@ -80,7 +86,26 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
     def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, None]:
         """Denoising loss; `reduction="none"` gives one loss per sample (lerobot-train's sample weighting)."""
         generator = self._step_generator(batch[ACTION].device)
+        if self.config.distill_teacher_path is not None:
+            teacher = self._distillation_teacher(batch[ACTION].device)
+            return distillation.distillation_loss(
+                self.model, teacher, batch, generator, self.config.distilled_steps, reduction
+            ), None
         return self.model.loss(batch, generator, reduction, self._compile_mode), None
+
+    def _distillation_teacher(self, device: torch.device) -> DiffusionPlusModel:
+        # Loaded when training starts (also on resume), never when a student acts: its checkpoint needs no teacher.
+        if not self._teacher:
+            self._teacher.append(distillation.load_teacher(self.config.distill_teacher_path, self.config, device))
+        return self._teacher[0]
+
+    def _start_from_teacher(self) -> None:
+        """A student loaded from its teacher's checkpoint: train from the weights the teacher acts with (its EMA),
+        and average anew (the teacher's EMA schedule is tens of thousands of steps along)."""
+        if self.ema is not None:
+            self.model.load_state_dict(self.ema.model.state_dict())
+            self.ema.step.zero_()
+        self.noise_step.zero_()
 
     @property
     def _compile_mode(self) -> str | None:
@@ -276,7 +301,9 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
     def _load_as_safetensor(cls, model, model_file: str, map_location: str, strict: bool):
         """Load weights strictly (see checkpoint.py): a mismatch is an error, never a half-loaded policy."""
         # --policy.use_ema=false on an EMA checkpoint: act with the live weights.
-        checkpoint.load_strict(model, model_file, drop_prefix="ema." if model.ema is None else None)
+        from_teacher = checkpoint.load_strict(model, model_file, drop_prefix="ema." if model.ema is None else None)
+        if from_teacher:
+            model._start_from_teacher()
         return model
 
 

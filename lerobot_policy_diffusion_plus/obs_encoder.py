@@ -39,6 +39,10 @@ def building_from_checkpoint():
         _FROM_CHECKPOINT.reset(token)
 
 
+def is_building_from_checkpoint() -> bool:
+    return _FROM_CHECKPOINT.get()
+
+
 class SpatialSoftmax(nn.Module):
     """(N, C, H, W) feature maps -> (N, K, 2) expected (x, y) in [-1, 1] of K learned keypoint maps."""
 

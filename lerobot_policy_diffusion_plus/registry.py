@@ -8,7 +8,7 @@ A new denoiser is its module (an `nn.Module` with `from_config(config, action_di
 denoiser_common.Denoiser) and its config subclass in configuration_diffusion_plus.py, declared with
 `@register_policy_type`; the policy and processors LeRobot looks up by name, and the policy server's list,
 follow from that. A new sampler is a step-table builder (samplers.StepTable, which may bring its own step
-function) named in SAMPLERS.
+function) named in SAMPLERS, or in DISTILLED_SAMPLERS for a distilled student.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ SAMPLERS = {
     "DDPM": "samplers:ddpm_table",
     "DDIM": "samplers:ddim_table",
     "DPM++2M": "samplers:dpm_solver_pp_2m_table",
+}
+# The samplers of a distilled student (distillation.py): (alphas_cumprod, num_inference_steps, distilled_steps)
+# -> samplers.StepTable. A student acts only with these, and a diffusion model never does: a student's
+# network is no longer a noise predictor that the samplers above could step with.
+DISTILLED_SAMPLERS = {
+    "consistency": "samplers:consistency_table",
 }
 
 

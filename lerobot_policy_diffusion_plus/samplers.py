@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from . import registry
-from .registry import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
+from .registry import BETA_SCHEDULES, DISTILLED_SAMPLERS, PREDICTION_TYPES, SAMPLERS
 
 # A denoiser bound to one chunk's observation: (x_t, row i of the step table) -> its output at timesteps[i].
 ChunkDenoiser = Callable[[Tensor, int], Tensor]
@@ -103,6 +103,16 @@ class Coefficients(NamedTuple):
     prev_x0_coef: Tensor
 
 
+def split_output(
+    out: Tensor, x_t: Tensor, sqrt_alpha_bar: Tensor, sqrt_one_minus_alpha_bar: Tensor, prediction_type: str
+) -> tuple[Tensor, Tensor]:
+    """(eps, x0) from a denoiser output at x_t = sqrt_alpha_bar * x0 + sqrt_one_minus_alpha_bar * eps: the one it
+    predicts is `out`, the other follows from x_t."""
+    if prediction_type == "epsilon":
+        return out, (x_t - sqrt_one_minus_alpha_bar * out) / sqrt_alpha_bar
+    return (x_t - sqrt_alpha_bar * out) / sqrt_one_minus_alpha_bar, out
+
+
 def reverse_step(
     row: Tensor,
     out: Tensor,
@@ -120,10 +130,7 @@ def reverse_step(
     e.g. real-time chunking pulls it toward the previous chunk); eps stays the model's.
     """
     c = Coefficients(*row.unbind())
-    if prediction_type == "epsilon":
-        eps, x0 = out, (x_t - c.sqrt_one_minus_alpha_bar * out) / c.sqrt_alpha_bar
-    else:
-        eps, x0 = (x_t - c.sqrt_alpha_bar * out) / c.sqrt_one_minus_alpha_bar, out
+    eps, x0 = split_output(out, x_t, c.sqrt_alpha_bar, c.sqrt_one_minus_alpha_bar, prediction_type)
     # eps stays the unclipped one, as the reference samplers do.
     if clip is not None:
         x0 = x0.clamp(-clip, clip)
@@ -160,11 +167,20 @@ class StepTable:
         return replace(self, timesteps=self.timesteps.to(device), coef=self.coef.to(device, dtype))
 
 
-def make_step_table(sampler: str, alphas_cumprod: Tensor, num_inference_steps: int) -> StepTable:
-    """The table of the sampler `sampler` (a noise_scheduler_type) names in registry.SAMPLERS."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"noise_scheduler_type must be one of {tuple(SAMPLERS)}, got {sampler!r}")
-    return registry.load(SAMPLERS[sampler])(alphas_cumprod, num_inference_steps)
+def make_step_table(
+    sampler: str, alphas_cumprod: Tensor, num_inference_steps: int, distilled_steps: int | None = None
+) -> StepTable:
+    """The table of the sampler `sampler` (a noise_scheduler_type) names in registry.SAMPLERS, or, for a student
+    distilled from its teacher's DDIM-`distilled_steps`, in registry.DISTILLED_SAMPLERS."""
+    if distilled_steps is None:
+        if sampler not in SAMPLERS:
+            raise ValueError(f"noise_scheduler_type must be one of {tuple(SAMPLERS)}, got {sampler!r}")
+        return registry.load(SAMPLERS[sampler])(alphas_cumprod, num_inference_steps)
+    if sampler not in DISTILLED_SAMPLERS:
+        raise ValueError(
+            f"noise_scheduler_type must be one of {tuple(DISTILLED_SAMPLERS)} for a distilled student, got {sampler!r}"
+        )
+    return registry.load(DISTILLED_SAMPLERS[sampler])(alphas_cumprod, num_inference_steps, distilled_steps)
 
 
 def _leading_steps(alphas_cumprod: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -235,6 +251,42 @@ def dpm_solver_pp_2m_table(alphas_cumprod: Tensor, n: int) -> StepTable:
         x_t_coef=sigma_next / sigma, eps_coef=zero, sigma=zero, prev_x0_coef=-jump * half_inv_r,
     )
     return StepTable(ts, torch.stack(coef, dim=1).float())
+
+
+def consistency_table(alphas_cumprod: Tensor, num_inference_steps: int, distilled_steps: int) -> StepTable:
+    """Multistep consistency sampling (Song et al. 2023, algorithm 1) of a student distilled from DDIM-N.
+
+    The student maps x_t at a point t of its teacher's DDIM-N grid straight to the end of the teacher's
+    trajectory (distillation.py). Step i: x0 = f(x, t_i); then, but for the last step, noise x0 forward to the
+    next point, x = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) z. The n points are taken evenly from the top of the
+    grid, which always starts at the teacher's first timestep (the one pure noise stands for): on DDIM-10's
+    90, 80, ..., 0, one step is 90 and two are 90, 40. Columns: sqrt(alpha_bar) and sqrt(1 - alpha_bar) at t_i
+    and at the next point (1 and 0 after the last: x = x0).
+    """
+    if not 1 <= num_inference_steps <= distilled_steps:
+        raise ValueError(f"num_inference_steps must be in [1, distilled_steps={distilled_steps}], got {num_inference_steps}")
+    grid = inference_timesteps(alphas_cumprod.shape[0], distilled_steps)
+    ts = grid[[i * distilled_steps // num_inference_steps for i in range(num_inference_steps)]]
+    a_t = alphas_cumprod.float()[ts]
+    a_next = torch.cat([a_t[1:], torch.ones(1)])
+    coef = torch.stack([a_t.sqrt(), (1 - a_t).sqrt(), a_next.sqrt(), (1 - a_next).sqrt()], dim=1)
+    return StepTable(ts, coef, step=consistency_step, stochastic=num_inference_steps > 1)
+
+
+def consistency_step(
+    row: Tensor, out: Tensor, x_t: Tensor, prediction_type: str, clip: float | None, noise: Tensor | None = None,
+    guide_x0: Guide | None = None, prev_x0: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One step of `consistency_table`, with `reverse_step`'s arguments (prev_x0 is not used)."""
+    sqrt_a, sqrt_1m_a, sqrt_a_next, sqrt_1m_a_next = row.unbind()
+    _, x0 = split_output(out, x_t, sqrt_a, sqrt_1m_a, prediction_type)
+    if clip is not None:
+        x0 = x0.clamp(-clip, clip)
+    if guide_x0 is not None:
+        x0 = guide_x0(x0)
+    if noise is None:
+        return x0, x0
+    return sqrt_a_next * x0 + sqrt_1m_a_next * noise, x0
 
 
 def denoise(
