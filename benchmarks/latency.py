@@ -9,6 +9,11 @@ Samplers LeRobot's diffusion lacks (DPM++2M) are compared with our own U-Net at 
     python benchmarks/latency.py --cameras [--sizes small] [--repeats 10]   # SO-100, two 640x480 cameras
     python benchmarks/latency.py --compile [--compile-mode default] [--sizes small large] [--repeats 10]
     python benchmarks/latency.py --cameras --compile [--sizes small]   # cameras, eager and compiled
+    python benchmarks/latency.py --samplers DDIM-10 consistency-1 consistency-2   # distilled students
+    python benchmarks/latency.py --cameras --student      # cameras, CPU robot recipe, the one-step student
+
+A distilled student (`consistency-N`, distilled from DDIM-10) is the same network as its teacher: its rows are
+compared with LeRobot's `diffusion` at DDIM-10, what the teacher would run.
 
 --compile measures DDIM-10 chunks of ours and LeRobot's `diffusion`, each eager and compiled
 (`compile_model=true`: our denoising step, LeRobot's U-Net), and the first chunk of each compiled policy twice:
@@ -53,6 +58,8 @@ def build(policy_type: str, size: str, sampler: str, steps: int, device: str, co
     common = dict(device=device, input_features=dict(FEATURES), output_features=dict(ACTION),
                   n_obs_steps=2, horizon=16, n_action_steps=8,
                   noise_scheduler_type=sampler, num_inference_steps=steps)
+    if sampler == "consistency":  # a student distilled from DDIM-10: the same network, fewer calls
+        common["distilled_steps"] = 10
     if compile_mode is not None:
         common.update(compile_model=True, compile_mode=compile_mode)
     if policy_type == "diffusion_plus_transformer":
@@ -70,14 +77,26 @@ SO100 = {
 }
 
 
-def build_camera_policy(policy_type: str, size: str | None, device: str, compile_mode: str | None = None):
-    """SO-100 policy; size None: the type's own defaults, else equal settings at that U-Net size."""
+# The CPU robot recipe (examples/so100/train_cpu.json): one observation, a 120x160 working size, 16 actions.
+CPU_RECIPE = dict(down_dims=tuple(SIZES["small"]), n_obs_steps=1, horizon=16, n_action_steps=16,
+                  resize_shape=(120, 160), crop_ratio=0.9, crop_shape=None, use_group_norm=True,
+                  use_separate_rgb_encoder_per_camera=False)
+
+
+def build_camera_policy(policy_type: str, size: str | None, device: str, compile_mode: str | None = None,
+                        student: bool = False):
+    """SO-100 policy; size None: the type's own defaults, "recipe": CPU_RECIPE, else equal settings at that U-Net
+    size. student: a one-step student distilled from DDIM-10 (our policy only)."""
     common = dict(device=device, input_features=dict(SO100),
                   output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
                   noise_scheduler_type="DDIM", num_inference_steps=10)
+    if student:
+        common.update(noise_scheduler_type="consistency", num_inference_steps=1, distilled_steps=10)
     if policy_type == "diffusion":
         common["pretrained_backbone_weights"] = None  # no download; the same network either way
-    if size is not None:
+    if size == "recipe":
+        common.update(CPU_RECIPE)
+    elif size is not None:
         common.update(down_dims=tuple(SIZES[size]), n_obs_steps=2, horizon=16, n_action_steps=8,
                       resize_shape=(240, 320), crop_ratio=0.9, crop_shape=None, use_group_norm=True,
                       use_separate_rgb_encoder_per_camera=False)
@@ -87,15 +106,19 @@ def build_camera_policy(policy_type: str, size: str | None, device: str, compile
     return get_policy_class(policy_type)(config).to(device).eval()
 
 
-def measure_cameras(sizes, repeats, device, compile_mode: str | None = None):
+def measure_cameras(sizes, repeats, device, compile_mode: str | None = None, student: bool = False):
     """Equal settings per size, then each at its own defaults; with `compile_mode`, both also compiled at
-    equal settings (the ratio stays against LeRobot's eager `diffusion`)."""
+    equal settings (the ratio stays against LeRobot's eager `diffusion`). With `student`, only the CPU robot
+    recipe, both at DDIM-10 and our one-step student."""
     rows = []
-    for size in [*sizes, None]:
+    for size in ["recipe"] if student else [*sizes, None]:
         entries = [("diffusion", None), ("diffusion_plus", None)]
         if compile_mode is not None and size is not None:
             entries += [("diffusion", compile_mode), ("diffusion_plus", compile_mode)]
-        policies = {e: build_camera_policy(e[0], size, device, e[1]) for e in entries}
+        if student:
+            entries.append(("diffusion_plus", "student"))
+        policies = {e: build_camera_policy(e[0], size, device, None if e[1] == "student" else e[1], e[1] == "student")
+                    for e in entries}
         obs = {k: torch.rand(1, *ft.shape, device=device) for k, ft in SO100.items()}
         times = {e: [] for e in entries}
         for e in entries:
@@ -105,12 +128,13 @@ def measure_cameras(sizes, repeats, device, compile_mode: str | None = None):
             for e in entries:
                 times[e].append(chunk_latency(policies[e], device, obs))
         base = statistics.median(times[("diffusion", None)])
-        label = f"equal settings, U-Net {size}" if size else "each at its own defaults"
+        label = ("CPU robot recipe" if size == "recipe" else f"equal settings, U-Net {size}" if size
+                 else "each at its own defaults")
         for e in entries:
             med = statistics.median(times[e])
             net = policies[e].model if hasattr(policies[e], "model") else policies[e].diffusion  # not the EMA copy
             params = sum(p.numel() for p in net.parameters())
-            mode = "eager" if e[1] is None else f"compiled ({e[1]})"
+            mode = {None: "eager, DDIM-10", "student": "eager, consistency-1"}.get(e[1], f"compiled ({e[1]})")
             rows.append({"policy": e[0], "settings": label, "mode": mode, "params_M": round(params / 1e6, 2),
                          "median_ms": round(med * 1e3, 1), "ratio_vs_diffusion": round(med / base, 3)})
             print(f"{label:28s} {e[0]:15s} {mode:20s} {params / 1e6:6.1f}M {med * 1e3:9.1f} ms  "
@@ -178,7 +202,12 @@ def measure(sizes, samplers, repeats, device):
             sampler, steps = spec.rsplit("-", 1)
             types = ["diffusion_plus"] + (["diffusion_plus_transformer"] if size == sizes[0] else [])
             entries = [(t, sampler, int(steps)) for t in types]
-            base = ("diffusion", sampler, int(steps)) if sampler in ("DDPM", "DDIM") else ("diffusion_plus", "DDIM", 10)
+            if sampler in ("DDPM", "DDIM"):
+                base = ("diffusion", sampler, int(steps))
+            elif sampler == "consistency":  # a distilled student against LeRobot at its teacher's DDIM-10
+                base = ("diffusion", "DDIM", 10)
+            else:
+                base = ("diffusion_plus", "DDIM", 10)
             entries.insert(0, base)
             policies = {e: build(e[0], size, e[1], e[2], device) for e in entries}
             times = {e: [] for e in entries}
@@ -237,6 +266,8 @@ def main() -> None:
     parser.add_argument("--cameras", action="store_true", help="SO-100 with two 640x480 cameras (see above)")
     parser.add_argument("--compile", action="store_true", help="eager against compiled, DDIM-10 (see above)")
     parser.add_argument("--compile-mode", default="default")
+    parser.add_argument("--student", action="store_true", help="with --cameras: the CPU robot recipe, DDIM-10 "
+                        "against our one-step student (distilled from DDIM-10)")
     parser.add_argument("--first-chunk", default=None, help=argparse.SUPPRESS)  # second_start's child process
     args = parser.parse_args()
     if args.threads:
@@ -247,7 +278,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, device {args.device}")
     if args.cameras:
-        rows = measure_cameras(args.sizes, args.repeats, args.device, args.compile_mode if args.compile else None)
+        rows = measure_cameras(args.sizes, args.repeats, args.device, args.compile_mode if args.compile else None,
+                               args.student)
     elif args.compile:
         rows = measure_compiled(args.sizes, args.repeats, args.device, args.compile_mode)
     else:

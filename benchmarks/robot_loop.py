@@ -7,12 +7,13 @@ type, and reads the dry-run robot's action log: the measured rate, and whether e
 within the dataset's action range.
 
     python benchmarks/robot_loop.py --workdir runs/robot_loop [--fps 30] [--duration 20] [--inference sync rtc]
-        [--train-flags "..."] [--json benchmarks/results/robot_loop_cpu.json]
+        [--train-flags "..."] [--threads 1] [--distill] [--json benchmarks/results/robot_loop_cpu.json]
 
 The default --train-flags are the settings README recommends for a CPU: one observation (what RTC needs),
 a 120x160 working size, the 4.5M U-Net, 16 actions per chunk; DDIM-10 (the default sampler); and the rollout
 runs with OMP_NUM_THREADS=1, so that inference leaves the robot loop a core of its own (with two threads on
-two cores the loop's ticks wait behind inference: 28.4 fps instead of 29.8 measured here).
+two cores the loop's ticks wait behind inference: 28.4 fps instead of 29.8 measured here). --distill rolls out
+a one-step student distilled (2 steps) from that policy instead, with its own sampler.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="OMP_NUM_THREADS for the rollout (1: the policy keeps one core, the robot loop the other)")
     parser.add_argument("--json", type=Path, default=None, help="append the rows to this JSON file")
+    parser.add_argument("--distill", action="store_true", help="roll out a one-step student distilled from the "
+                        "trained policy (lerobot-train --policy.path=... --policy.distill_teacher_path=...)")
     args = parser.parse_args()
 
     work = args.workdir
@@ -75,6 +78,13 @@ def main() -> None:
         run("lerobot-train", lerobot_cli.train_flags(
             args.policy_type, data, work / "train", steps=2, batch_size=2, save_freq=2,
             repo_id="local/so100_synth", extra=shlex.split(args.train_flags)), work / "train.log", threads=1)
+    if args.distill:
+        teacher, model = model, work / "distill" / "checkpoints" / "last" / "pretrained_model"
+        if not model.exists():
+            flags = lerobot_cli.train_flags(args.policy_type, data, work / "distill", steps=2, batch_size=2,
+                                            save_freq=2, repo_id="local/so100_synth",
+                                            extra=[f"--policy.path={teacher}", f"--policy.distill_teacher_path={teacher}"])
+            run("lerobot-train", [f for f in flags if not f.startswith("--policy.type=")], work / "distill.log", 1)
     rows = []
     for inference in args.inference:
         log = work / f"actions_{inference}.jsonl"
@@ -85,6 +95,7 @@ def main() -> None:
             "--play_sounds=false", *shlex.split(args.rollout_flags)], work / f"rollout_{inference}.log", args.threads)
         row = {"inference": inference, "fps_asked": args.fps, **check_actions(log, data),
                "policy_type": args.policy_type, "train_flags": args.train_flags, "rollout_flags": args.rollout_flags,
+               "sampler": "consistency-1 (distilled)" if args.distill else "DDIM-10", "threads": args.threads,
                "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": datetime.date.today().isoformat()}
         print(json.dumps(row), flush=True)
         rows.append(row)

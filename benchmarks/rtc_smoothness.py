@@ -12,6 +12,7 @@ joints) at the ticks where a new chunk takes over, and the mean |third differenc
 
     python benchmarks/rtc_smoothness.py                      # trains a small state-only checkpoint first
     python benchmarks/rtc_smoothness.py --checkpoint DIR     # an existing SO-100 state-only checkpoint
+    python benchmarks/rtc_smoothness.py --distill-steps 300  # also its one-step student, measured alike
 """
 
 from __future__ import annotations
@@ -29,14 +30,31 @@ from diffusion_plus_tools import lerobot_cli
 from diffusion_plus_tools.so100_synthetic import CENTRE, joint_path, write
 
 
+def synthetic_data(work: Path) -> Path:
+    return write(work / "data", episodes=8, frames=80, camera=None)
+
+
 def train(work: Path, steps: int) -> Path:
-    data = write(work / "data", episodes=8, frames=80, camera=None)
+    data = synthetic_data(work)
     out = work / "train"
     flags = lerobot_cli.train_flags(
         "diffusion_plus", data, out, steps=steps, batch_size=32, save_freq=steps, repo_id="local/so100_synth",
         log_freq=steps, seed=1, extra=["--policy.n_obs_steps=1", "--policy.down_dims=[32,64,128]", "--policy.diffusion_step_embed_dim=32",
                                        "--policy.optimizer_lr=2e-3", "--policy.scheduler_warmup_steps=50"])
     lerobot_cli.run([str(lerobot_cli.default_bin() / "lerobot-train"), *flags], work / "train.log")
+    return out / "checkpoints" / "last" / "pretrained_model"
+
+
+def distill(work: Path, teacher: Path, steps: int) -> Path:
+    """A one-step student of `teacher`, distilled with lerobot-train on the same synthetic data."""
+    data = work / "data" if (work / "data").exists() else synthetic_data(work)
+    out = work / "distill"
+    flags = lerobot_cli.train_flags(
+        "diffusion_plus", data, out, steps=steps, batch_size=32, save_freq=steps, repo_id="local/so100_synth",
+        log_freq=steps, seed=1, extra=[f"--policy.path={teacher}", f"--policy.distill_teacher_path={teacher}",
+                                       "--policy.scheduler_warmup_steps=50"])
+    flags = [f for f in flags if not f.startswith("--policy.type=")]
+    lerobot_cli.run([str(lerobot_cli.default_bin() / "lerobot-train"), *flags], work / "distill.log")
     return out / "checkpoints" / "last" / "pretrained_model"
 
 
@@ -51,7 +69,9 @@ class Rig:
         from lerobot_policy_diffusion_plus import SO100Dryrun, SO100DryrunConfig
 
         cfg = PreTrainedConfig.from_pretrained(checkpoint)
-        cfg.noise_scheduler_type, cfg.num_inference_steps, cfg.device = "DDIM", 10, "cpu"
+        if cfg.distilled_steps is None:  # a distilled student keeps its own sampler (one step)
+            cfg.noise_scheduler_type, cfg.num_inference_steps = "DDIM", 10
+        cfg.device = "cpu"
         cfg.n_action_steps = n_action_steps
         self.policy = get_policy_class(cfg.type).from_pretrained(checkpoint, config=cfg).eval()
         self.pre, self.post = make_pre_post_processors(cfg, pretrained_path=str(checkpoint))
@@ -153,6 +173,8 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=120)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--delays", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--distill-steps", type=int, default=0, help="also distil the checkpoint into a "
+                        "one-step student for this many steps and measure the student the same way")
     parser.add_argument("--n-action-steps", type=int, default=8,
                         help="actions per chunk (BENCHMARKS.md's table: 8; the policies' default is 4)")
     args = parser.parse_args()
@@ -167,7 +189,16 @@ def main() -> None:
     t0 = time.perf_counter()
     checkpoint = args.checkpoint or train(work, args.train_steps)
     print(f"checkpoint {checkpoint} ({time.perf_counter() - t0:.0f} s)")
-    rig = Rig(checkpoint, work, args.n_action_steps)
+    checkpoints = [("DDIM-10", checkpoint)]
+    if args.distill_steps:
+        t0 = time.perf_counter()
+        checkpoints.append(("one-step student", distill(work, checkpoint, args.distill_steps)))
+        print(f"student {checkpoints[-1][1]} ({time.perf_counter() - t0:.0f} s)")
+    for label, path in checkpoints:
+        measure(Rig(path, work, args.n_action_steps), label, args)
+
+
+def measure(rig: Rig, label: str, args) -> None:
     t0 = time.perf_counter()
     latencies = []
     for _ in range(5):
@@ -175,7 +206,7 @@ def main() -> None:
         with torch.no_grad():
             rig.policy.predict_action_chunk(rig.observe())
         latencies.append(time.perf_counter() - start)
-    print(f"chunk latency on this machine (DDIM-10, 1 thread): median {1000 * np.median(latencies):.0f} ms")
+    print(f"{label}: chunk latency on this machine (1 thread): median {1000 * np.median(latencies):.0f} ms")
 
     print(f"open-loop error of the checkpoint on demo paths: {open_loop_error(rig):.2f} (mean |chunk - demo|)")
     demo = joint_path(1000, np.random.default_rng(0))
@@ -186,7 +217,7 @@ def main() -> None:
     for d in args.delays:
         modes += [(f"async, no guidance, delay {d}", d, None), (f"RTC LINEAR, delay {d}", d, "LINEAR"),
                   (f"RTC EXP, delay {d}", d, "EXP")]
-    print("| mode | max jump at chunk boundary | mean jump at boundary | mean jerk per tick^3 |")
+    print(f"| mode ({label}) | max jump at chunk boundary | mean jump at boundary | mean jerk per tick^3 |")
     print("|---|---|---|---|")
     for name, delay, schedule in modes:
         runs = []
