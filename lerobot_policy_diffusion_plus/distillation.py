@@ -19,6 +19,10 @@ Where trajectories start. Half of each batch starts from pure noise at t_0, exac
 starts (what a one-step student sees). The other half starts at a grid point drawn uniformly after t_0 with the
 training chunk noised to it by the forward process, which is what multistep consistency sampling feeds the
 student after re-noising its first estimate (samplers.consistency_table).
+
+The options of diffusion training (noise_samples_per_observation, min_snr_gamma, aux_action_loss_weight,
+do_mask_loss_for_padding, a compiled loss) do not apply here: the target is the teacher's chunk over the whole
+horizon, whatever the data's padding.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lerobot.configs import PreTrainedConfig
 from lerobot.utils.constants import ACTION
 
 from . import samplers
@@ -90,7 +95,9 @@ def load_teacher(path: str | Path, student_config, device: torch.device):
             f"distill_teacher_path={str(path)!r} holds no model.safetensors: give the `pretrained_model` folder of "
             "a trained checkpoint"
         )
-    teacher = DiffusionPlusPolicy.from_pretrained(folder)
+    config = PreTrainedConfig.from_pretrained(folder)
+    config.device = device.type  # where the student trains, whatever the teacher was trained on
+    teacher = DiffusionPlusPolicy.from_pretrained(folder, config=config)
     saved, wanted = decode(teacher.model_fields), model_fields(student_config)
     differ = sorted(k for k in saved.keys() & wanted.keys() if k != "distilled_steps" and saved[k] != wanted[k])
     if differ or teacher.config.distilled_steps is not None:
