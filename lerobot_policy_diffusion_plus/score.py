@@ -48,11 +48,12 @@ def load_policy(checkpoint: Path, device: str, sampler: str | None):
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
-    config = PreTrainedConfig.from_pretrained(checkpoint)
-    config.device = device
-    if sampler:
+    overrides = []
+    if sampler:  # through the config's checks: a student refuses the diffusion samplers, and the other way round
         name, steps = sampler.rsplit("-", 1)
-        config.noise_scheduler_type, config.num_inference_steps = name, int(steps)
+        overrides = [f"--noise_scheduler_type={name}", f"--num_inference_steps={steps}"]
+    config = PreTrainedConfig.from_pretrained(checkpoint, cli_overrides=overrides)
+    config.device = device
     policy = get_policy_class(config.type).from_pretrained(checkpoint, config=config).eval()
     pre, post = make_pre_post_processors(config, pretrained_path=str(checkpoint))
     return policy, pre, post
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=1, help="score every Nth frame")
     parser.add_argument("--moving", type=float, default=2.0,
                         help="a frame is 'moving' when an action is more than this from the current state")
-    parser.add_argument("--sampler", default=None, help="e.g. DDIM-10 (default: the checkpoint's own)")
+    parser.add_argument("--sampler", default=None, help="e.g. DDIM-10, or consistency-1 for a distilled student "
+                        "(default: the checkpoint's own)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
@@ -183,8 +185,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--dataset.root {args.root}: not a LeRobotDataset (no meta/info.json)")
     if args.every < 1 or args.batch_size < 1:
         parser.error("--every and --batch-size must be >= 1")
-    if args.sampler and not re.fullmatch(r"(DDPM|DDIM|DPM\+\+2M)-[1-9][0-9]*", args.sampler):
-        parser.error(f"--sampler must be SAMPLER-STEPS with SAMPLER one of DDPM, DDIM, DPM++2M, got {args.sampler!r}")
+    if args.sampler and not re.fullmatch(r"(DDPM|DDIM|DPM\+\+2M|consistency)-[1-9][0-9]*", args.sampler):
+        parser.error("--sampler must be SAMPLER-STEPS with SAMPLER one of DDPM, DDIM, DPM++2M (a diffusion model) "
+                     f"or consistency (a distilled student), got {args.sampler!r}")
     result = score(args.checkpoint, args.repo_id, args.root, args.held_out, args.episodes, args.every,
                    args.moving, args.sampler, args.batch_size, args.device)
     print_report(result)
