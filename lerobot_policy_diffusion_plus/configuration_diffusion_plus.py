@@ -167,6 +167,10 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # the student starts from the teacher's weights and settings. The student learns to map noise straight to
     # the chunk of the teacher's DDIM; its checkpoint acts without the teacher. Training only.
     distill_teacher_path: str | None = training_field(None)
+    # Share of each distillation batch whose trajectories start from pure noise (what a one-step student sees);
+    # the rest start at a later point of the teacher's grid, with the data noised to it (what the second and
+    # later steps of a multistep student see).
+    distill_pure_noise_share: float = training_field(0.5)
     # None: a diffusion model. N: a student distilled from its teacher's DDIM-N, set by distillation (the
     # teacher's num_inference_steps). A student acts only with noise_scheduler_type="consistency" at 1..N steps
     # (1 unless told otherwise) and a diffusion model never does: they are different functions of the noise.
@@ -312,6 +316,8 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
             raise ConfigError("aux_action_loss_weight", self.aux_action_loss_weight, "a number in [0, 100] (0: off)")
         if self.min_snr_gamma is not None and not 0.0 < self.min_snr_gamma <= 1000.0:
             raise ConfigError("min_snr_gamma", self.min_snr_gamma, "None (off) or a number in (0, 1000], e.g. 5")
+        if not 0.0 <= self.distill_pure_noise_share <= 1.0:
+            raise ConfigError("distill_pure_noise_share", self.distill_pure_noise_share, "a fraction in [0, 1]")
         if self.noise_samples_per_observation < 1:
             raise ConfigError("noise_samples_per_observation", self.noise_samples_per_observation, "an integer >= 1")
         if self.horizon < 1:

@@ -15,10 +15,11 @@ No target network, no bootstrapped error, and the student fits its teacher's sam
 it, in a few percent of the teacher's training (BENCHMARKS.md). Distribution matching (OneDP) would need a
 second score network trained alongside; the direct target needs nothing but the teacher.
 
-Where trajectories start. Half of each batch starts from pure noise at t_0, exactly as the teacher's sampler
-starts (what a one-step student sees). The other half starts at a grid point drawn uniformly after t_0 with the
-training chunk noised to it by the forward process, which is what multistep consistency sampling feeds the
-student after re-noising its first estimate (samplers.consistency_table).
+Where trajectories start. A share of each batch (distill_pure_noise_share, half by default) starts from pure
+noise at t_0, exactly as the teacher's sampler starts (what a one-step student sees). The rest starts at a
+grid point drawn uniformly after t_0, with the training chunk noised to it by the forward process: what
+multistep consistency sampling feeds the student after re-noising its first estimate
+(samplers.consistency_table).
 
 The options of diffusion training (noise_samples_per_observation, min_snr_gamma, aux_action_loss_weight,
 do_mask_loss_for_padding, a compiled loss) do not apply here: the target is the teacher's chunk over the whole
@@ -40,10 +41,6 @@ from . import samplers
 from .checkpoint import decode, model_fields
 from .errors import CheckpointError
 
-# Share of each batch whose trajectories start from pure noise (the one-step case); the rest start later.
-PURE_NOISE_SHARE = 0.5
-
-
 def teacher_ends(teacher, features: Tensor, x_start: Tensor, start: Tensor, table: samplers.StepTable,
                  clip: float | None) -> Tensor:
     """Ends at t = 0 of the teacher's DDIM trajectories through x_start (B, H, A) at grid index `start` (B,)."""
@@ -60,7 +57,7 @@ def teacher_ends(teacher, features: Tensor, x_start: Tensor, start: Tensor, tabl
 
 
 def distillation_loss(student, teacher, batch: dict[str, Tensor], generator: torch.Generator, distilled_steps: int,
-                      reduction: str = "mean") -> Tensor:
+                      pure_noise_share: float = 0.5, reduction: str = "mean") -> Tensor:
     """Mean squared error between the student's estimate of each trajectory's end and the teacher's end.
 
     `student` and `teacher` are DiffusionPlusModel; the teacher is frozen. One trajectory per training sample:
@@ -72,7 +69,7 @@ def distillation_loss(student, teacher, batch: dict[str, Tensor], generator: tor
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     later = torch.randint(1, distilled_steps, (x0.shape[0],), generator=generator, device=x0.device) \
         if distilled_steps > 1 else torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
-    pure = torch.rand(x0.shape[0], generator=generator, device=x0.device) < PURE_NOISE_SHARE
+    pure = torch.rand(x0.shape[0], generator=generator, device=x0.device) < pure_noise_share
     start = torch.where(pure, torch.zeros_like(later), later)
     t = table.timesteps[start]
     x_start = torch.where(pure.view(-1, 1, 1), noise, samplers.add_noise(student.alphas_cumprod, x0, noise, t))

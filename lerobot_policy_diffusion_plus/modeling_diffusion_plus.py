@@ -89,7 +89,8 @@ class DiffusionPlusPolicy(PreTrainedPolicy):
         if self.config.distill_teacher_path is not None:
             teacher = self._distillation_teacher(batch[ACTION].device)
             return distillation.distillation_loss(
-                self.model, teacher, batch, generator, self.config.distilled_steps, reduction
+                self.model, teacher, batch, generator, self.config.distilled_steps,
+                self.config.distill_pure_noise_share, reduction,
             ), None
         return self.model.loss(batch, generator, reduction, self._compile_mode), None
 

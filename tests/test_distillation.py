@@ -160,6 +160,9 @@ def test_refusals_name_the_field(teacher, tmp_path):
     with pytest.raises(ConfigError, match="noise_scheduler_type='DDPM'.*'DDIM' for a teacher"):
         PreTrainedConfig.from_pretrained(teacher, cli_overrides=[f"--distill_teacher_path={teacher}",
                                                                  "--noise_scheduler_type=DDPM"])
+    with pytest.raises(ConfigError, match=r"distill_pure_noise_share=1.5: expected a fraction in \[0, 1\]"):
+        PreTrainedConfig.from_pretrained(teacher, cli_overrides=[f"--distill_teacher_path={teacher}",
+                                                                 "--distill_pure_noise_share=1.5"])
     # A student is started from its teacher, not from scratch.
     with pytest.raises(ConfigError, match="distill_teacher_path=.*--policy.path"):
         make_policy(make_config("diffusion_plus", distill_teacher_path=str(teacher)))
