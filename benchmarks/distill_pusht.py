@@ -88,11 +88,20 @@ def main() -> None:
         overall = json.loads((eval_dir(work, job) / "eval_info.json").read_text())["overall"]
         row = {"policy": job[0], "pc_success": round(overall["pc_success"], 2),
                "avg_max_reward": round(overall["avg_max_reward"], 4), "eval_seed": job[3],
-               "eval_episodes": overall["n_episodes"], "teacher": str(args.teacher), "distill_steps": args.steps,
+               "eval_episodes": overall["n_episodes"], "teacher": teacher_name(args.teacher),
+               "distill_steps": args.steps,
                "distill_batch_size": args.batch_size, "distill_flags": args.distill_flags, "distill_wall_s": wall,
                "date": datetime.date.today().isoformat()}
         print(json.dumps(row), flush=True)
         record(args.results, row)
+
+
+def teacher_name(path: Path) -> str:
+    """The teacher as given, relative to the repository when it is inside it (rows name no other machine's paths)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def eval_dir(work: Path, job) -> Path:

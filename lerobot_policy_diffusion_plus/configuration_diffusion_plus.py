@@ -279,7 +279,9 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
             check_choice("noise_scheduler_type", self.noise_scheduler_type, SAMPLERS)
             return
         if not 1 <= self.distilled_steps <= self.num_train_timesteps:
-            raise ConfigError("distilled_steps", self.distilled_steps, f"None or 1..num_train_timesteps={self.num_train_timesteps}")
+            raise ConfigError(
+                "distilled_steps", self.distilled_steps, f"None or 1..num_train_timesteps={self.num_train_timesteps}"
+            )
         if self.noise_scheduler_type not in DISTILLED_SAMPLERS:
             raise ConfigError(
                 "noise_scheduler_type", self.noise_scheduler_type,

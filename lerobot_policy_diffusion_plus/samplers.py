@@ -264,7 +264,9 @@ def consistency_table(alphas_cumprod: Tensor, num_inference_steps: int, distille
     and at the next point (1 and 0 after the last: x = x0).
     """
     if not 1 <= num_inference_steps <= distilled_steps:
-        raise ValueError(f"num_inference_steps must be in [1, distilled_steps={distilled_steps}], got {num_inference_steps}")
+        raise ValueError(
+            f"num_inference_steps must be in [1, distilled_steps={distilled_steps}], got {num_inference_steps}"
+        )
     grid = inference_timesteps(alphas_cumprod.shape[0], distilled_steps)
     ts = grid[[i * distilled_steps // num_inference_steps for i in range(num_inference_steps)]]
     a_t = alphas_cumprod.float()[ts]

@@ -143,7 +143,8 @@ def test_refusals_name_the_field(teacher, tmp_path):
     folder = tmp_path / "student"
     student.save_pretrained(folder)
     for sampler in ("DDIM", "DDPM", "DPM++2M"):
-        with pytest.raises(ConfigError, match=re.escape(f"noise_scheduler_type='{sampler}'") + ".*distilled from DDIM-10"):
+        expected = re.escape(f"noise_scheduler_type='{sampler}'") + ".*distilled from DDIM-10"
+        with pytest.raises(ConfigError, match=expected):
             PreTrainedConfig.from_pretrained(folder, cli_overrides=[f"--noise_scheduler_type={sampler}"])
     with pytest.raises(ConfigError, match="num_inference_steps=11.*1..distilled_steps=10"):
         PreTrainedConfig.from_pretrained(folder, cli_overrides=["--num_inference_steps=11"])
