@@ -51,6 +51,13 @@ def decode(tensor: Tensor) -> dict:
     return json.loads(bytes(tensor.tolist()).decode())
 
 
+def differing_fields(saved: dict, wanted: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The model fields whose values differ, compared on the names both know: a field's kind may change between
+    versions (clip_sample was saved until it became an inference field), and a newer model field is unknown to
+    an older checkpoint."""
+    return sorted(k for k in saved.keys() & wanted.keys() if k not in ignore and saved[k] != wanted[k])
+
+
 def load_strict(model: nn.Module, model_file: str, drop_prefix: str | None = None) -> bool:
     """Load `model_file` into the policy `model`; a CheckpointError names the fields or keys that differ.
     True when these are a teacher's weights loaded into the student being distilled from it."""
@@ -98,9 +105,7 @@ def _check_fields(
         if student and saved.get("distilled_steps") is None:
             from_teacher = True
             saved["distilled_steps"] = wanted["distilled_steps"]
-        # Compared on the names both know: a field's kind may change between versions (clip_sample was saved
-        # until it became an inference field), and a newer model field is unknown to an older checkpoint.
-        differ = sorted(k for k in saved.keys() & wanted.keys() if saved[k] != wanted[k])
+        differ = differing_fields(saved, wanted)
         if differ:
             details = ", ".join(f"{k}: trained {saved[k]!r}, asked {wanted[k]!r}" for k in differ)
             raise CheckpointError(

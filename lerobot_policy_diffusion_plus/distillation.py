@@ -38,7 +38,7 @@ from lerobot.configs import PreTrainedConfig
 from lerobot.utils.constants import ACTION
 
 from . import samplers
-from .checkpoint import decode, model_fields
+from .checkpoint import decode, differing_fields, model_fields
 from .errors import CheckpointError
 
 def teacher_ends(teacher, features: Tensor, x_start: Tensor, start: Tensor, table: samplers.StepTable,
@@ -96,7 +96,7 @@ def load_teacher(path: str | Path, student_config, device: torch.device):
     config.device = device.type  # where the student trains, whatever the teacher was trained on
     teacher = DiffusionPlusPolicy.from_pretrained(folder, config=config)
     saved, wanted = decode(teacher.model_fields), model_fields(student_config)
-    differ = sorted(k for k in saved.keys() & wanted.keys() if k != "distilled_steps" and saved[k] != wanted[k])
+    differ = differing_fields(saved, wanted, ignore=("distilled_steps",))
     if differ or teacher.config.distilled_steps is not None:
         what = ", ".join(f"{k}: teacher {saved[k]!r}, student {wanted[k]!r}" for k in differ) or "it is a student"
         raise CheckpointError(
