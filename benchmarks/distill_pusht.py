@@ -52,11 +52,11 @@ def main() -> None:
     wall_file = work / "distill_wall_s.txt"
     if not student.exists():
         flags = lerobot_cli.train_flags(
-            "diffusion_plus", args.data.resolve(), out, steps=args.steps, batch_size=args.batch_size,
+            None, args.data.resolve(), out, steps=args.steps, batch_size=args.batch_size,
             save_freq=args.steps, num_workers=1, log_freq=100, seed=1000,
             extra=["--dataset.streaming=true", f"--policy.path={teacher}", f"--policy.distill_teacher_path={teacher}",
                    *shlex.split(args.distill_flags)])
-        cmd = [str(BIN / "lerobot-train"), *[f for f in flags if not f.startswith("--policy.type=")]]
+        cmd = [str(BIN / "lerobot-train"), *flags]
         print("$ " + shlex.join(cmd), flush=True)
         wall_file.write_text(f"{lerobot_cli.run(cmd, work / 'distill.log', args.threads):.0f}\n")
     wall = int(wall_file.read_text()) if wall_file.exists() else None

@@ -82,9 +82,9 @@ def main() -> None:
         teacher, model = model, work / "distill" / "checkpoints" / "last" / "pretrained_model"
         if not model.exists():
             extra = [f"--policy.path={teacher}", f"--policy.distill_teacher_path={teacher}"]
-            flags = lerobot_cli.train_flags(args.policy_type, data, work / "distill", steps=2, batch_size=2,
+            flags = lerobot_cli.train_flags(None, data, work / "distill", steps=2, batch_size=2,
                                             save_freq=2, repo_id="local/so100_synth", extra=extra)
-            run("lerobot-train", [f for f in flags if not f.startswith("--policy.type=")], work / "distill.log", 1)
+            run("lerobot-train", flags, work / "distill.log", 1)
     rows = []
     for inference in args.inference:
         log = work / f"actions_{inference}.jsonl"

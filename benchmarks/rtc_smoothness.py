@@ -50,10 +50,9 @@ def distill(work: Path, teacher: Path, steps: int) -> Path:
     data = work / "data" if (work / "data").exists() else synthetic_data(work)
     out = work / "distill"
     flags = lerobot_cli.train_flags(
-        "diffusion_plus", data, out, steps=steps, batch_size=32, save_freq=steps, repo_id="local/so100_synth",
+        None, data, out, steps=steps, batch_size=32, save_freq=steps, repo_id="local/so100_synth",
         log_freq=steps, seed=1, extra=[f"--policy.path={teacher}", f"--policy.distill_teacher_path={teacher}",
                                        "--policy.scheduler_warmup_steps=50"])
-    flags = [f for f in flags if not f.startswith("--policy.type=")]
     lerobot_cli.run([str(lerobot_cli.default_bin() / "lerobot-train"), *flags], work / "distill.log")
     return out / "checkpoints" / "last" / "pretrained_model"
 

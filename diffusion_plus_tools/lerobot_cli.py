@@ -30,14 +30,16 @@ def offline_env(threads: int | None = None) -> dict[str, str]:
     return env
 
 
-def train_flags(policy_type: str, dataset_root: Path | str, output_dir: Path | str, *, steps: int,
+def train_flags(policy_type: str | None, dataset_root: Path | str, output_dir: Path | str, *, steps: int,
                 batch_size: int, save_freq: int, device: str = "cpu", repo_id: str = "local/pusht",
                 num_workers: int = 0, log_freq: int | None = None, seed: int | None = None,
                 extra: Sequence[str] = ()) -> list[str]:
     """`lerobot-train`'s arguments for a local dataset, no Hub push and no evaluation during training;
-    `log_freq` and `seed` are LeRobot's defaults when None; `extra` comes last."""
+    `log_freq` and `seed` are LeRobot's defaults when None; `extra` comes last. policy_type None: no
+    `--policy.type`, for a policy `extra` loads with `--policy.path` (fine-tuning, distillation)."""
     flags = [
-        f"--policy.type={policy_type}", f"--policy.device={device}", "--policy.push_to_hub=false",
+        *([f"--policy.type={policy_type}"] if policy_type else []), f"--policy.device={device}",
+        "--policy.push_to_hub=false",
         f"--dataset.repo_id={repo_id}", f"--dataset.root={dataset_root}", f"--steps={steps}",
         f"--batch_size={batch_size}", f"--num_workers={num_workers}", f"--save_freq={save_freq}",
         "--env_eval_freq=0",

@@ -15,7 +15,7 @@ def run_cli(tool: str, *args: str, timeout: int = 600, threads: int | None = 1) 
     return capture([str(BIN / tool), *args], threads=threads, timeout=timeout)
 
 
-def train_args(policy_type: str, dataset: Path, output_dir: Path, steps: int, *extra: str) -> list[str]:
+def train_args(policy_type: str | None, dataset: Path, output_dir: Path, steps: int, *extra: str) -> list[str]:
     return train_flags(policy_type, dataset, output_dir, steps=steps, batch_size=16, save_freq=steps,
                        num_workers=0, log_freq=10, seed=1, extra=extra)
 

@@ -213,10 +213,10 @@ def test_distillation_through_lerobot_train_with_a_hub_push(pusht_dataset, tmp_p
                                                   *SMALL_ARGS["diffusion_plus"]))
     assert result.returncode == 0, result.stderr[-3000:]
     teacher_model = teacher_run / "checkpoints" / "000010" / "pretrained_model"
-    args = train_args("diffusion_plus", pusht_dataset, tmp_path / "student", 10,
+    args = train_args(None, pusht_dataset, tmp_path / "student", 10,
                       f"--policy.path={teacher_model}", f"--policy.distill_teacher_path={teacher_model}",
                       "--policy.push_to_hub=true", "--policy.repo_id=someone/dp_student")
-    args = [a for a in args if not a.startswith("--policy.type=") and a != "--policy.push_to_hub=false"]
+    args = [a for a in args if a != "--policy.push_to_hub=false"]
     capture = tmp_path / "hub"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     result = subprocess.run([sys.executable, str(HERE / "hub_push_capture.py"), str(capture), "--", *args],
