@@ -22,9 +22,12 @@ import time
 from pathlib import Path
 
 from diffusion_plus_tools import lerobot_cli
+from diffusion_plus_tools.results import record
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = lerobot_cli.default_bin()
+# One row per policy (teacher or student with its sampler), teacher, distillation and evaluation seed range.
+ROW_KEY = ("policy", "eval_seed", "teacher", "distill_steps", "distill_batch_size", "distill_flags")
 
 
 def main() -> None:
@@ -93,7 +96,7 @@ def main() -> None:
                "distill_batch_size": args.batch_size, "distill_flags": args.distill_flags, "distill_wall_s": wall,
                "date": datetime.date.today().isoformat()}
         print(json.dumps(row), flush=True)
-        record(args.results, row)
+        record(args.results, row, ROW_KEY)
 
 
 def teacher_name(path: Path) -> str:
@@ -106,15 +109,6 @@ def teacher_name(path: Path) -> str:
 
 def eval_dir(work: Path, job) -> Path:
     return work / f"eval_{job[0].split()[0]}_{job[0].split()[-1]}_seed{job[3]}"
-
-
-def record(results: Path, row: dict) -> None:
-    """Add `row`, replacing one of the same policy, teacher, distillation and seed range."""
-    key = ("policy", "eval_seed", "teacher", "distill_steps", "distill_batch_size", "distill_flags")
-    old = json.loads(results.read_text()) if results.exists() else []
-    kept = [r for r in old if tuple(r.get(k) for k in key) != tuple(row.get(k) for k in key)]
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(kept + [row], indent=1) + "\n")
 
 
 if __name__ == "__main__":

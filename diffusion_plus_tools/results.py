@@ -39,9 +39,10 @@ def device_name(device: str) -> str:
     return device
 
 
-def record(results: Path, row: dict) -> None:
-    """Add one row to the results file, replacing the row of the same run and evaluation (`ROW_KEY`)."""
+def record(results: Path, row: dict, key: tuple[str, ...] = ROW_KEY) -> None:
+    """Add one row to a results file, replacing an old row with the same values under `key` (the same run and
+    evaluation)."""
     old = json.loads(results.read_text()) if results.exists() else []
-    kept = [r for r in old if tuple(r.get(k) for k in ROW_KEY) != tuple(row.get(k) for k in ROW_KEY)]
+    kept = [r for r in old if tuple(r.get(k) for k in key) != tuple(row.get(k) for k in key)]
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(kept + [row], indent=1) + "\n")
