@@ -2,7 +2,7 @@
 (its DDIM-10) and the student (1 and 2 steps) with lerobot-eval on the same seed ranges.
 
     python benchmarks/distill_pusht.py --teacher RUN/checkpoints/020000/pretrained_model --data KEYPOINT_DATA \
-        --workdir runs/distill [--steps 2000] [--batch-size 64] [--distill-flags "..."] \
+        --workdir runs/distill [--steps 2000] [--batch-size 64] [--distill-flags="..."] \
         [--eval-seeds 100000 400000] [--eval-episodes 50] [--student-steps 1 2] [--parallel 2]
 
 The student starts from the teacher (`--policy.path=TEACHER --policy.distill_teacher_path=TEACHER`) and trains
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--distill-flags", default="--policy.scheduler_warmup_steps=100",
-                        help="extra lerobot-train flags for the distillation (quoted)")
+                        help="extra lerobot-train flags for the distillation, as one argument: --distill-flags=\"...\"")
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[100000, 400000])
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--student-steps", type=int, nargs="+", default=[1, 2])
