@@ -9,7 +9,7 @@ from pathlib import Path
 DIFFUSION_TYPES = ("diffusion_plus", "diffusion_plus_transformer", "diffusion")
 # What makes two rows the same run and evaluation: a new row replaces an old one with the same values.
 ROW_KEY = ("policy", "seed", "steps", "of_steps", "batch_size", "down_dims", "device", "obs", "n_action_steps",
-           "extra_flags")
+           "extra_flags", "eval_seed")
 
 
 def make_row(policy: str, overall: dict, *, steps: int, of_steps: int, batch_size: int, seed: int, sampler: str,

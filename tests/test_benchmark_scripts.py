@@ -157,7 +157,8 @@ def test_pusht_success_refuses_a_malformed_sampler(tmp_path):
 
 
 def test_pusht_success_rows_replace_only_the_same_run(tmp_path):
-    """A rerun replaces its own row; a GPU row at the same step (a --time-budget run) is kept beside it."""
+    """A rerun replaces its own row; a GPU row at the same step (a --time-budget run) or another evaluation seed
+    range is kept beside it."""
     from diffusion_plus_tools.results import record
 
     results = tmp_path / "rows.json"
@@ -171,6 +172,9 @@ def test_pusht_success_rows_replace_only_the_same_run(tmp_path):
     # A run with other training flags (LeRobot's diffusion at the paper's horizons) is another run.
     record(results, {**row, "extra_flags": "--policy.horizon=16", "pc_success": 6.0})
     assert len(json.loads(results.read_text())) == 3
+    # The same checkpoint on another evaluation seed range is another row.
+    record(results, {**row, "eval_seed": 400000, "pc_success": 8.0})
+    assert len(json.loads(results.read_text())) == 4
 
 
 def test_pusht_success_passes_extra_flags_to_their_policy_only(tmp_path):
