@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -175,9 +176,12 @@ def main() -> None:
                         help="train this many steps (the schedule's length) instead of --minutes")
     parser.add_argument("--recipe", type=Path, default=None,
                         help="train diffusion_plus with this lerobot-train --config_path file instead of its flags")
-    parser.add_argument("--flags", nargs="*", default=[], help="more lerobot-train flags for diffusion_plus")
-    parser.add_argument("--diffusion-flags", nargs="*", default=[],
-                        help="more lerobot-train flags for LeRobot's diffusion (e.g. equal settings)")
+    # One string each (argparse reads a value that starts with "--" as an option): --flags="--policy.x=1 ...".
+    parser.add_argument("--flags", type=shlex.split, default=[],
+                        help='more lerobot-train flags for diffusion_plus, as one argument: --flags="..."')
+    parser.add_argument("--diffusion-flags", type=shlex.split, default=[],
+                        help="more lerobot-train flags for LeRobot's diffusion (e.g. equal settings), as one "
+                             'argument: --diffusion-flags="..."')
     parser.add_argument("--episodes", type=int, default=EPISODES)
     parser.add_argument("--held-out", type=int, default=HELD_OUT)
     parser.add_argument("--frames", type=int, default=FRAMES)
