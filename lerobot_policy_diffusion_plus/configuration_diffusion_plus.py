@@ -151,8 +151,8 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # First and last beta of the linear schedules (unused by the cosine one).
     beta_start: float = model_field(0.0001)
     beta_end: float = model_field(0.02)
-    # What the denoiser predicts: "epsilon" (the noise, the paper) or "sample" (the clean action chunk; on
-    # keypoint PushT it learned sooner in a 10k-step schedule, so the CPU PushT recipe sets it).
+    # What the denoiser predicts: "epsilon" (the noise, the paper) or "sample" (the clean action chunk; it
+    # learned sooner on keypoint PushT and on the two-camera task, so both CPU recipes set it).
     prediction_type: str = model_field("epsilon")
     # Clip each step's clean-sample estimate to [-clip_sample_range, clip_sample_range]: with min/max action
     # normalisation, [-1, 1] is exactly the range of the training actions. Sampling only: training never clips.
