@@ -184,18 +184,15 @@ class UNet1dDenoiser(nn.Module):
         n = cond.shape[0]
         blocks = self.residual_blocks()
         mats = unet_fast_path.matmul_weights(self)
-        # Every block's FiLM encoder is Mish then Linear of the same condition: one matmul gives them all, for
-        # every step of the chunk.
-        linears = [block.cond_encoder[1] for block in blocks]
-        film_weight = torch.cat([lin.weight for lin in linears])
-        film_bias = torch.cat([lin.bias for lin in linears])
-        all_films = F.linear(F.mish(cond), film_weight, film_bias).unsqueeze(2)  # (n, B, 1, sum of widths)
-        # Cut per block into scale and bias (or bias alone), broadcast over time.
-        films, start = [], 0
+        # Every block's FiLM encoder is Mish then Linear of the same condition: Mish once, then each block's
+        # Linear for every step of the chunk at once (one matmul over their concatenated weights would first
+        # copy their weights into fresh memory per chunk, 3.7 MB at the CPU robot recipe: slower than twelve).
+        mished = F.mish(cond)
+        films = []
         for block in blocks:
-            width = block.out_channels * (2 if block.use_scale else 1)
-            film = all_films[..., start : start + width]
-            start += width
+            lin = block.cond_encoder[1]
+            film = F.linear(mished, lin.weight, lin.bias).unsqueeze(2)  # (n, B, 1, width): broadcast over time
+            # Scale and bias, or bias alone.
             films.append(film.split(block.out_channels, dim=-1) if block.use_scale else (None, film))
         # Regrouped by step ([step][block] -> (scale, bias)) so a step does no indexing of its own.
         per_step = list(zip(*[zip([None] * n if scale is None else scale.unbind(0), bias.unbind(0))

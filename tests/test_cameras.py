@@ -59,8 +59,8 @@ def test_a_change_near_any_corner_of_a_640x480_camera_changes_the_features():
 
 
 def test_inference_sees_the_features_training_computes():
-    """Inference runs the EMA copy's ResNet in channels-last layout (faster on a CPU): the same features as
-    training's layout, also after the weights change in place (an EMA step, a load)."""
+    """Inference runs the EMA copy's ResNet partly in channels-last layout (faster on a CPU): the same features
+    as training's layout, also after the weights change in place (an EMA step, a load)."""
     policy = make_policy(so100_config(crop_is_random=False))
     encoder = policy.inference_model.obs_encoder
     obs = {k: v[:, None] for k, v in so100_obs(batch=2).items()}
@@ -205,7 +205,7 @@ def test_each_frame_is_encoded_once_with_the_same_actions():
     config = so100_config(resize_shape=(96, 128), n_action_steps=1)
     policy = make_policy(config).eval()
     calls = []
-    policy.inference_model.obs_encoder.rgb[0].backbone.register_forward_hook(
+    policy.inference_model.obs_encoder.rgb[0].backbone[0].register_forward_hook(  # the trunk's first conv
         lambda mod, inp, out: calls.append(inp[0].shape[0]))
     first, second = so100_obs(1), so100_obs(2)
     noise = torch.randn(1, config.horizon, 6)
