@@ -11,6 +11,7 @@ Samplers LeRobot's diffusion lacks (DPM++2M) are compared with our own U-Net at 
     python benchmarks/latency.py --cameras --compile [--sizes small]   # cameras, eager and compiled
     python benchmarks/latency.py --samplers DDIM-10 consistency-1 consistency-2   # distilled students
     python benchmarks/latency.py --cameras --student      # cameras, CPU robot recipe, the one-step student
+    python benchmarks/latency.py --stages [--repeats 100]  # the camera trunk per stage, in each memory layout
 
 A distilled student (`consistency-N`, distilled from DDIM-10) is the same network as its teacher: its rows are
 compared with LeRobot's `diffusion` at DDIM-10, what the teacher would run.
@@ -23,6 +24,10 @@ from an empty compile cache (a first start) and in a new process that finds the 
 --cameras measures an SO-100 policy (6 joints, two 480x640 cameras) instead: both at the same working
 resolution (240x320, crop 216x288), U-Net, horizon 16, 2 observations and DDIM-10, then each at its own
 defaults (LeRobot's without downloaded weights, which change nothing in the compute).
+
+--stages times each stage of the inference ResNet-18 (GroupNorm; stem, layer1..4) on two crops at the CPU
+robot recipe's size (108x144) and the default one (216x288), in channels-last and in the default layout, the two
+alternating call by call: what the per-stage layout in obs_encoder.RgbEncoder rests on.
 
 --plot draws median chunk latency against the number of DDIM denoising steps for each policy (small U-Net).
 """
@@ -139,6 +144,41 @@ def measure_cameras(sizes, repeats, device, compile_mode: str | None = None, stu
                          "median_ms": round(med * 1e3, 1), "ratio_vs_diffusion": round(med / base, 3)})
             print(f"{label:28s} {e[0]:15s} {mode:20s} {params / 1e6:6.1f}M {med * 1e3:9.1f} ms  "
                   f"x{med / base:.3f} of diffusion eager")
+    return rows
+
+
+def measure_stages(repeats: int, device: str) -> list[dict]:
+    from lerobot_policy_diffusion_plus.obs_encoder import resnet_trunk
+
+    trunk = resnet_trunk("resnet18", None, use_group_norm=True).to(device).eval().requires_grad_(False)
+    stages = {"stem": trunk[:4], "layer1": trunk[4], "layer2": trunk[5], "layer3": trunk[6], "layer4": trunk[7]}
+    layouts = {"default": torch.contiguous_format, "channels_last": torch.channels_last}
+    rows = []
+    for crop in [(108, 144), (216, 288)]:
+        x = torch.rand(2, 3, *crop, device=device)
+        with torch.inference_mode():
+            for _ in range(10):  # the first calls of a process start threads and build oneDNN's kernels
+                trunk(x)
+            for name, stage in stages.items():
+                inputs, times = {}, {k: [] for k in layouts}
+                for layout, fmt in layouts.items():
+                    for p in stage.parameters():
+                        if p.dim() == 4:
+                            p.data = p.data.contiguous(memory_format=fmt)
+                    inputs[layout] = (x.contiguous(memory_format=fmt), [p.data for p in stage.parameters()])
+                for i in range(repeats + 5):
+                    for layout, (inp, weights) in inputs.items():
+                        for p, w in zip(stage.parameters(), weights):
+                            p.data = w
+                        start = time.perf_counter()
+                        stage(inp)
+                        if i >= 5:
+                            times[layout].append(time.perf_counter() - start)
+                x = stage(x.contiguous())
+                med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+                rows.append({"crop": list(crop), "stage": name, **{f"{k}_ms": round(v, 2) for k, v in med.items()}})
+                print(f"two {crop[0]}x{crop[1]} crops  {name:7s} default {med['default']:6.2f} ms  "
+                      f"channels-last {med['channels_last']:6.2f} ms")
     return rows
 
 
@@ -268,6 +308,7 @@ def main() -> None:
     parser.add_argument("--compile-mode", default="default")
     parser.add_argument("--student", action="store_true", help="with --cameras: the CPU robot recipe, DDIM-10 "
                         "against our one-step student (distilled from DDIM-10)")
+    parser.add_argument("--stages", action="store_true", help="the camera trunk per stage and layout (see above)")
     parser.add_argument("--first-chunk", default=None, help=argparse.SUPPRESS)  # second_start's child process
     args = parser.parse_args()
     if args.threads:
@@ -277,7 +318,9 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, device {args.device}")
-    if args.cameras:
+    if args.stages:
+        rows = measure_stages(args.repeats, args.device)
+    elif args.cameras:
         rows = measure_cameras(args.sizes, args.repeats, args.device, args.compile_mode if args.compile else None,
                                args.student)
     elif args.compile:
