@@ -172,6 +172,8 @@ def measure_stages(repeats: int, device: str) -> list[dict]:
                             p.data = w
                         start = time.perf_counter()
                         stage(inp)
+                        if device.startswith("cuda"):
+                            torch.cuda.synchronize()
                         if i >= 5:
                             times[layout].append(time.perf_counter() - start)
                 x = stage(x.contiguous())

@@ -159,6 +159,12 @@ class RgbEncoder(nn.Module):
         self.backbone = resnet_trunk(
             config.vision_backbone, config.pretrained_backbone_weights, config.use_group_norm
         )
+        # Inference lays out each stage's convolutions for speed (see forward): remember which and how.
+        assert len(self.backbone) == 8, "a torchvision ResNet trunk: conv1, norm, relu, max pool, layer1..4"
+        self._conv_layouts = [
+            (conv, torch.channels_last if i < LATE_STAGES else torch.contiguous_format)
+            for i, child in enumerate(self.backbone) for conv in child.modules() if isinstance(conv, nn.Conv2d)
+        ]
         with torch.no_grad():
             fmap = self.backbone(torch.zeros(1, channels, *self.crop_shape))
         k = config.spatial_softmax_num_keypoints
@@ -173,9 +179,10 @@ class RgbEncoder(nn.Module):
         # oneDNN runs the stem and the first two stages faster channels-last on a CPU, the last two (small maps,
         # many channels) faster in the default layout: the trunk on two 108x144 crops took 15.8 ms so, 19.1
         # all channels-last, 17.6 all default (ResNet-18, 2 threads; BENCHMARKS "SO-100 camera latency").
-        early, late = self.backbone[:LATE_STAGES], self.backbone[LATE_STAGES:]
-        maps = early(images.contiguous(memory_format=torch.channels_last))
-        return self.out(self.pool(late(maps.contiguous())).flatten(1))
+        maps = images.contiguous(memory_format=torch.channels_last)
+        for i, stage in enumerate(self.backbone):
+            maps = stage(maps.contiguous() if i == LATE_STAGES else maps)
+        return self.out(self.pool(maps).flatten(1))
 
     def _frozen_layout(self) -> bool:
         """Store a frozen trunk's convolution weights in the layout its stage runs in (the EMA copy: nothing
@@ -188,9 +195,7 @@ class RgbEncoder(nn.Module):
         keeps the layout its optimizer state and DDP's gradient buckets were made for (training measured no
         steady gain from channels-last) and runs inference in it: a layout that differs between a convolution's
         input and its weights makes every call convert the weights, slower than either layout."""
-        layouts = [(self.backbone[:LATE_STAGES], torch.channels_last),
-                   (self.backbone[LATE_STAGES:], torch.contiguous_format)]
-        convs = [(p, fmt) for part, fmt in layouts for p in part.parameters() if p.dim() == 4]
+        convs = [(conv.weight, fmt) for conv, fmt in self._conv_layouts]  # read per call: a load may replace them
         if any(p.requires_grad for p, _ in convs):
             return False
         for p, fmt in convs:

@@ -60,18 +60,31 @@ def test_a_change_near_any_corner_of_a_640x480_camera_changes_the_features():
 
 def test_inference_sees_the_features_training_computes():
     """Inference runs the EMA copy's ResNet partly in channels-last layout (faster on a CPU): the same features
-    as training's layout, also after the weights change in place (an EMA step, a load)."""
+    as training's layout, also after the weights change (an EMA step, a load, a write through `.data`)."""
     policy = make_policy(so100_config(crop_is_random=False))
     encoder = policy.inference_model.obs_encoder
     obs = {k: v[:, None] for k, v in so100_obs(batch=2).items()}
+    trunk = encoder.rgb[0].backbone
+    convs = [(i, c) for i, stage in enumerate(trunk) for c in stage.modules() if isinstance(c, torch.nn.Conv2d)]
     with torch.no_grad():
-        for _ in range(2):
+        for change in ("none", "EMA step", "load", "write of the default layout"):
+            if change == "EMA step":
+                for p in encoder.parameters():
+                    p.mul_(1.05)
+            elif change == "load":  # new tensors, in the default layout
+                encoder.load_state_dict({k: 0.95 * v.contiguous() for k, v in encoder.state_dict().items()},
+                                        assign=True)
+            elif change != "none":
+                for _, conv in convs:
+                    conv.weight.data = conv.weight.data.contiguous().mul(1.02)
             encoder.train()
             trained = encoder(obs)
             encoder.eval()
-            torch.testing.assert_close(encoder(obs), trained, atol=1e-5, rtol=1e-4)
-            for p in encoder.parameters():
-                p.mul_(1.05)
+            torch.testing.assert_close(encoder(obs), trained, atol=1e-5, rtol=1e-4, msg=change)
+            # The stem, layer1 and layer2 run channels-last, layer3 and layer4 in the default layout.
+            for i, conv in convs:
+                layout = torch.channels_last if i < 6 else torch.contiguous_format
+                assert conv.weight.is_contiguous(memory_format=layout), (change, i)
 
 
 def test_inference_uses_weights_changed_through_data():
