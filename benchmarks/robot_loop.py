@@ -11,9 +11,10 @@ within the dataset's action range.
 
 The default --train-flags are the settings README recommends for a CPU: one observation (what RTC needs),
 a 120x160 working size, the 4.5M U-Net, 16 actions per chunk; DDIM-10 (the default sampler); and the rollout
-runs with OMP_NUM_THREADS=1 by default, so that inference leaves the robot loop a core of its own (--threads 2,
-torch's default on two cores, held RTC at 29.8 fps as well in the last measurement: BENCHMARKS.md). --distill rolls out
-a one-step student distilled (2 steps) from that policy instead, with its own sampler.
+runs with OMP_NUM_THREADS=1 by default, so that inference leaves the robot loop a core of its own
+(--threads 2, torch's default on two cores, held RTC at 29.8 fps as well in the last measurement:
+BENCHMARKS.md). --distill rolls out a one-step student distilled (2 steps) from that policy instead, with its
+own sampler.
 """
 
 from __future__ import annotations
