@@ -560,6 +560,11 @@ class DiffusionPlusTransformerConfig(DiffusionPlusBaseConfig):
     causal_attn: bool = model_field(True)
     # 0: observation tokens go through an MLP; > 0: through a transformer encoder of that many layers.
     n_cond_layers: int = model_field(0)
+    # Also condition every block on the step and observations by adaLN-Zero (DiT): a scale and shift of each
+    # LayerNorm and a gate on each branch, from the condition. Off: the paper's DP-T, conditioned through
+    # cross-attention only. On, every action token sees every observation step through it (as the U-Net's
+    # FiLM), whatever causal_attn hides from its cross-attention.
+    adaln: bool = model_field(False)
 
     # The paper's transformer recipe: AdamW (0.9, 0.95), decay 1e-3 on weight matrices, 1000 warmup steps.
     optimizer_betas: tuple[float, float] = training_field((0.9, 0.95))
@@ -574,7 +579,9 @@ class DiffusionPlusTransformerConfig(DiffusionPlusBaseConfig):
         # A decoder block: self- and cross-attention (4 C x C each) and an MLP 4 C wide (8 C x C).
         blocks = 16 * C * C * self.n_layer
         cond = 12 * C * C * self.n_cond_layers if self.n_cond_layers else 8 * C * C
-        return blocks + cond + C * (2 * A + O + self.horizon + 1 + self.n_obs_steps)
+        # adaLN: 9 C x C per block and the condition vector's (1 + n_obs_steps) C x C.
+        adaln = (9 * self.n_layer + 1 + self.n_obs_steps) * C * C if self.adaln else 0
+        return blocks + cond + adaln + C * (2 * A + O + self.horizon + 1 + self.n_obs_steps)
 
     def _validate(self) -> None:
         super()._validate()

@@ -4,6 +4,10 @@ Action tokens attend to each other (causally by default, so an action only depen
 through cross-attention, to a short condition sequence: one diffusion-step token followed by one token per
 observation step. Attention runs through `F.scaled_dot_product_attention`, which picks the fused kernel
 available on the device.
+
+With `adaln`, every block also reads the whole condition directly, as DiT's adaLN-Zero: a vector made from the
+condition sequence sets a scale and shift for each branch's LayerNorm and a gate on its output. The gates start
+at zero, so each block starts as the identity.
 """
 
 from __future__ import annotations
@@ -47,9 +51,11 @@ class Attention(nn.Module):
 class DecoderBlock(nn.Module):
     """Pre-norm: self-attention, cross-attention to the condition, MLP; each a residual branch."""
 
-    def __init__(self, n_emb: int, n_head: int, p_drop: float, causal: bool):
+    def __init__(self, n_emb: int, n_head: int, p_drop: float, causal: bool, adaln: bool = False):
         super().__init__()
         self.causal = causal
+        # adaLN: shift, scale and gate for each of the three branches, from the condition vector.
+        self.modulation = nn.Linear(n_emb, 9 * n_emb) if adaln else None
         self.ln_self, self.ln_cross, self.ln_mlp = nn.LayerNorm(n_emb), nn.LayerNorm(n_emb), nn.LayerNorm(n_emb)
         self.self_attn = Attention(n_emb, n_head, p_drop)
         self.cross_attn = Attention(n_emb, n_head, p_drop)
@@ -57,11 +63,20 @@ class DecoderBlock(nn.Module):
             nn.Linear(n_emb, 4 * n_emb), nn.GELU(), nn.Dropout(p_drop), nn.Linear(4 * n_emb, n_emb), nn.Dropout(p_drop)
         )
 
-    def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor | None = None) -> Tensor:
-        h = self.ln_self(x)
-        x = x + self.self_attn(h, h, causal=self.causal)
-        x = x + self.cross_attn(self.ln_cross(x), memory, mask=memory_mask)
-        return x + self.mlp(self.ln_mlp(x))
+    def forward(
+        self, x: Tensor, memory: Tensor, memory_mask: Tensor | None = None, cond: Tensor | None = None
+    ) -> Tensor:
+        if self.modulation is None:
+            h = self.ln_self(x)
+            x = x + self.self_attn(h, h, causal=self.causal)
+            x = x + self.cross_attn(self.ln_cross(x), memory, mask=memory_mask)
+            return x + self.mlp(self.ln_mlp(x))
+        # (shift, scale, gate) of self-attention, cross-attention and MLP, each (B, 1, C).
+        m = self.modulation(cond).unsqueeze(1).chunk(9, dim=-1)
+        h = self.ln_self(x) * (1 + m[1]) + m[0]
+        x = x + m[2] * self.self_attn(h, h, causal=self.causal)
+        x = x + m[5] * self.cross_attn(self.ln_cross(x) * (1 + m[4]) + m[3], memory, mask=memory_mask)
+        return x + m[8] * self.mlp(self.ln_mlp(x) * (1 + m[7]) + m[6])
 
 
 class TransformerDenoiser(nn.Module):
@@ -83,6 +98,7 @@ class TransformerDenoiser(nn.Module):
         p_drop_attn: float,
         causal_attn: bool,
         n_cond_layers: int,
+        adaln: bool = False,
     ):
         super().__init__()
         C = n_emb
@@ -99,9 +115,15 @@ class TransformerDenoiser(nn.Module):
             self.cond_encoder = nn.TransformerEncoder(layer, n_cond_layers, enable_nested_tensor=False)
         else:
             self.cond_encoder = nn.Sequential(nn.Linear(C, 4 * C), nn.Mish(), nn.Linear(4 * C, C))
-        self.blocks = nn.ModuleList(DecoderBlock(C, n_head, p_drop_attn, causal_attn) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(
+            DecoderBlock(C, n_head, p_drop_attn, causal_attn, adaln) for _ in range(n_layer)
+        )
         self.ln_f = nn.LayerNorm(C)
         self.head = nn.Linear(C, action_dim)
+        # adaLN's condition vector: the whole condition sequence (step and observations) in one C-wide vector.
+        self.adaln_cond = None
+        if adaln:
+            self.adaln_cond = nn.Sequential(nn.Flatten(1), nn.Linear((1 + n_obs_steps) * C, C), nn.SiLU())
         # Causal mode also keeps action token t from observation tokens after step t, as the paper's DP-T:
         # memory token s (0 = diffusion step, then observations) is visible to action t when s <= t + 1.
         t, s = torch.arange(horizon)[:, None], torch.arange(1 + n_obs_steps)[None, :]
@@ -109,6 +131,8 @@ class TransformerDenoiser(nn.Module):
         self.apply(self._init_weights)
         nn.init.normal_(self.pos_emb, std=0.02)
         nn.init.normal_(self.cond_pos_emb, std=0.02)
+        for block in self.blocks if adaln else ():
+            nn.init.zeros_(block.modulation.weight)  # zero gates: each block starts as the identity
 
     @classmethod
     def from_config(
@@ -125,6 +149,7 @@ class TransformerDenoiser(nn.Module):
             p_drop_attn=config.p_drop_attn,
             causal_attn=config.causal_attn,
             n_cond_layers=config.n_cond_layers,
+            adaln=config.adaln,
         )
 
     @staticmethod
@@ -163,8 +188,9 @@ class TransformerDenoiser(nn.Module):
     def _decode(self, x: Tensor, memory: Tensor) -> Tensor:
         h = self.drop(self.input_emb(x) + self.pos_emb[:, : x.shape[1]])
         mask = None if self.memory_mask is None else self.memory_mask[: x.shape[1]]
+        cond = None if self.adaln_cond is None else self.adaln_cond(memory)
         for block in self.blocks:
-            h = block(h, memory, mask)
+            h = block(h, memory, mask, cond)
         return self.head(self.ln_f(h))
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

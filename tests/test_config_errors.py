@@ -217,6 +217,7 @@ def test_config_names_the_field_and_allowed_values(case):
         ("diffusion_plus_transformer", {}),
         ("diffusion_plus_transformer", {"n_layer": 8, "n_head": 4, "n_emb": 256}),
         ("diffusion_plus_transformer", {"n_layer": 3, "n_head": 4, "n_emb": 64, "n_cond_layers": 2, "horizon": 32}),
+        ("diffusion_plus_transformer", {"n_layer": 4, "n_emb": 128, "adaln": True}),
     ],
 )
 def test_denoiser_size_estimate_matches_the_built_network(policy_type, overrides):

@@ -48,6 +48,7 @@ def test_a_non_finite_action_never_leaves_the_policy(bad):
         ("diffusion_plus", "--use_film_scale_modulation=false", "use_film_scale_modulation"),
         ("diffusion_plus_transformer", "--causal_attn=false", "causal_attn"),
         ("diffusion_plus_transformer", "--n_cond_layers=1", "n_cond_layers"),
+        ("diffusion_plus_transformer", "--adaln=true", "adaln"),
         ("diffusion_plus_transformer", "--crop_ratio=0.8", "crop_ratio"),
     ],
 )

@@ -319,6 +319,36 @@ def test_cross_attention_hides_later_observations_in_causal_mode():
     assert not torch.allclose(out[:, 1:], base[:, 1:])
 
 
+def test_adaln_blocks_start_as_identity_then_read_step_and_observations():
+    """adaLN-Zero: at initialisation every gate is zero, so the output ignores step and observations; after
+    training steps both reach every action token through the modulation, even the one the causal memory mask
+    keeps from the later observation."""
+    config = make_config("diffusion_plus_transformer", adaln=True)
+    policy = make_policy(config)
+    denoiser = policy.model.denoiser
+    x, t = torch.randn(2, config.horizon, 2), torch.tensor([5, 50])
+    obs = torch.randn(2, config.n_obs_steps, 18)
+    later = obs.clone()
+    later[:, 1] += 3.0
+    with torch.no_grad():
+        denoiser.eval()
+        plain = denoiser.head(denoiser.ln_f(denoiser.input_emb(x) + denoiser.pos_emb))
+        torch.testing.assert_close(denoiser(x, t, obs), plain)
+        torch.testing.assert_close(denoiser(x, t.flip(0), later), plain)
+    denoiser.train()
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=1e-3)
+    for _ in range(3):
+        loss = (denoiser(x, t, obs) - x).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    denoiser.eval()
+    with torch.no_grad():
+        base = denoiser(x, t, obs)
+        assert not torch.allclose(denoiser(x, t, later)[:, 0], base[:, 0])
+        assert not torch.allclose(denoiser(x, t.flip(0), obs), base)
+
+
 @pytest.mark.parametrize("causal", [True, False])
 def test_transformer_decoder_matches_torch_reference(causal):
     """Our decoder is the paper's: torch's own norm-first nn.TransformerDecoder with the same weights and masks
@@ -570,11 +600,13 @@ def test_fast_inference_matches_the_eager_modules(policy_type, overrides, batch_
     assert not torch.equal(fast, policy.predict_action_chunk(batch))  # noise is actually used
 
 
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_transformer_chunk_memory_matches_its_per_step_forward(batch_size):
+@pytest.mark.parametrize("batch_size, adaln", [(1, False), (3, False), (3, True)])
+def test_transformer_chunk_memory_matches_its_per_step_forward(batch_size, adaln):
     """The transformer encodes the condition memory for every sampling step at once; each step's denoiser
     output must equal a plain forward at that step."""
-    config = make_config("diffusion_plus_transformer", noise_scheduler_type="DDIM", num_inference_steps=10)
+    config = make_config(
+        "diffusion_plus_transformer", noise_scheduler_type="DDIM", num_inference_steps=10, adaln=adaln
+    )
     denoiser = make_policy(config).eval().model.denoiser
     obs = torch.randn(batch_size, config.n_obs_steps, denoiser.cond_obs_emb.in_features)
     timesteps = torch.tensor([90, 50, 0])
