@@ -147,13 +147,14 @@ def test_aux_loss_without_cameras_builds_nothing():
     assert policy.model.aux_head is None
 
 
-@pytest.mark.parametrize("flag, expected", [
-    ("--policy.aux_action_loss_weight=-1", ["aux_action_loss_weight=-1", "a number in [0, 100]"]),
-    ("--policy.min_snr_gamma=0", ["min_snr_gamma=0", "None (off) or a number in (0, 1000]"]),
+@pytest.mark.parametrize("policy_type, flag, expected", [
+    ("diffusion_plus", "--policy.aux_action_loss_weight=-1", ["aux_action_loss_weight=-1", "a number in [0, 100]"]),
+    ("diffusion_plus", "--policy.min_snr_gamma=0", ["min_snr_gamma=0", "None (off) or a number in (0, 1000]"]),
+    ("diffusion_plus_transformer", "--policy.adaln=maybe", ["adaln", "parse 'maybe' into a bool"]),
 ])
-def test_bad_training_options_are_named(flag, expected):
+def test_bad_training_options_are_named(policy_type, flag, expected):
     from draccus.utils import DecodingError
 
     with pytest.raises(DecodingError) as info:
-        _parse_train_flags("diffusion_plus", [flag])
+        _parse_train_flags(policy_type, [flag])
     _assert_names(str(info.value), expected)
