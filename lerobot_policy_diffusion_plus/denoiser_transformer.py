@@ -131,8 +131,9 @@ class TransformerDenoiser(nn.Module):
         self.apply(self._init_weights)
         nn.init.normal_(self.pos_emb, std=0.02)
         nn.init.normal_(self.cond_pos_emb, std=0.02)
-        for block in self.blocks if adaln else ():
-            nn.init.zeros_(block.modulation.weight)  # zero gates: each block starts as the identity
+        if adaln:
+            for block in self.blocks:
+                nn.init.zeros_(block.modulation.weight)  # zero gates: each block starts as the identity
 
     @classmethod
     def from_config(

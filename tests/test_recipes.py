@@ -44,7 +44,7 @@ def test_flags_override_a_recipe():
     assert (cfg.steps, cfg.policy.optimizer_lr, cfg.policy.down_dims) == (7, 3e-4, (64, 128, 256))
 
 
-@pytest.mark.parametrize("recipe", ["examples/pusht/train_cpu_30min.json", "examples/pusht/train_transformer_cpu.json"])
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.startswith("examples/pusht/")])
 def test_lerobot_train_runs_the_pusht_recipe(pusht_dataset, tmp_path, recipe):
     out = tmp_path / "out"
     result = run_cli("lerobot-train", f"--config_path={recipe}",
