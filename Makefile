@@ -12,7 +12,7 @@ DEMO_DIR ?= demo_out
 DEMO_STEPS ?= 5000
 DEMO_BATCH ?= 64
 DEMO_EPISODES ?= 100
-EVAL_EPISODES ?= 20
+EVAL_EPISODES ?= 50
 
 .PHONY: install test test-all demo clean
 

@@ -101,6 +101,8 @@ class DiffusionPlusBaseConfig(PreTrainedConfig):
     # a fixed allowance keeps n_action_steps, an inference setting, out of training. None: horizon -
     # n_obs_steps - 7 (7 at the defaults, as LeRobot's `diffusion`). Streaming (--dataset.streaming=true) reads
     # every frame; the loss leaves out the chunks padded beyond this allowance, so both train on the same chunks.
+    # 0 keeps every chunk: where demos end on the decisive last motion (PushT), that motion is then also learned
+    # from its own observations (the CPU PushT recipe sets it).
     drop_n_last_frames: int | None = training_field(None)
 
     # The paper scales every low-dim input and the action to [-1, 1]; images are standardised.

@@ -9,7 +9,7 @@ DEMO_DIR=${DEMO_DIR:-demo_out}
 DEMO_STEPS=${DEMO_STEPS:-5000}
 DEMO_BATCH=${DEMO_BATCH:-64}
 DEMO_EPISODES=${DEMO_EPISODES:-100}
-EVAL_EPISODES=${EVAL_EPISODES:-20}
+EVAL_EPISODES=${EVAL_EPISODES:-50}
 ZARR=${ZARR:-../shared/data/pusht_cchi_v7_replay.zarr}
 export HF_HUB_OFFLINE=1 WANDB_MODE=disabled
 
@@ -47,7 +47,7 @@ test -e "$DEMO_DIR/train/checkpoints/last/pretrained_model/model.safetensors" ||
 step "evaluating on gym-pusht, $EVAL_EPISODES episodes, DDIM-10"
 rm -rf "$DEMO_DIR/eval"
 # One thread, as in training: two torch threads slow to a crawl when anything else runs on a 2-core machine
-# (this eval: 75 s at one thread, about 10 min at two, beside a training job).
+# (20 episodes: 75 s at one thread, about 10 min at two, beside a training job).
 OMP_NUM_THREADS=1 "$VENV/bin/lerobot-eval" --policy.path="$DEMO_DIR/train/checkpoints/last/pretrained_model" \
   --env.type=pusht --env.obs_type=environment_state_agent_pos --eval.n_episodes="$EVAL_EPISODES" \
   --eval.batch_size="$EVAL_EPISODES" --eval.use_async_envs=false --policy.device=cpu \
